@@ -1,0 +1,190 @@
+"""Read and write FLAVR checkpoints.
+
+Accepted files: the official ``FLAVR_2x/4x/8x.pth`` (a dict with ``state_dict`` whose keys
+carry DataParallel's ``module.`` prefix), a bare state dict with or without that prefix,
+and vsflavr's own checkpoints (the same, plus a ``vsflavr`` dict of metadata).  Every
+hyper-parameter is read from tensor shapes and the key set; nothing is guessed from the
+file name.  Files are read with ``weights_only=True``: a file that carries pickled code
+is refused, never executed.
+
+This module never imports VapourSynth.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .network import FLAVR, Skip
+
+__all__ = ["CheckpointError", "Architecture", "Checkpoint", "load_checkpoint", "save_checkpoint", "read_architecture"]
+
+METADATA_KEY = "vsflavr"
+
+
+class CheckpointError(Exception):
+    """A weights file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Hyper-parameters of a FLAVR network, as read from a checkpoint."""
+
+    n_outputs: int
+    widths: tuple[int, int, int, int]
+    blocks: tuple[int, int, int, int]
+    encoder_bias: bool
+    n_inputs: int
+    skip: Skip
+
+    @property
+    def multi(self) -> int:
+        """Frame-rate factor of one forward pass: ``n_outputs + 1``."""
+        return self.n_outputs + 1
+
+    def build(self, device: torch.device | str = "cpu") -> FLAVR:
+        return FLAVR(
+            self.n_outputs,
+            widths=self.widths,
+            blocks=self.blocks,
+            encoder_bias=self.encoder_bias,
+            n_inputs=self.n_inputs,
+            skip=self.skip,
+        ).to(device)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the network in eval mode (fp32, CPU), its architecture and metadata."""
+
+    path: Path
+    model: FLAVR
+    architecture: Architecture
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_state_dict(obj: object) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Unwrap ``state_dict`` and strip ``module.``; returns (state dict, vsflavr metadata)."""
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"holds a {type(obj).__name__}, not a dict of tensors")
+    metadata = dict(obj.get(METADATA_KEY) or {})
+    state = obj.get("state_dict", obj)
+    if not isinstance(state, Mapping):
+        raise ValueError("its 'state_dict' entry is not a dict of tensors")
+    tensors = {str(k).removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError("holds no tensors; it is not a model checkpoint")
+    return tensors, metadata
+
+
+def read_architecture(state: Mapping[str, Tensor], metadata: Mapping[str, Any] | None = None) -> Architecture:
+    """Derive the architecture from a canonical state dict's shapes and keys."""
+    required = ["encoder.stem.0.weight", "outconv.1.weight", "feature_fuse.conv.0.weight"]
+    required += [f"encoder.layer{i}.0.conv1.0.weight" for i in range(1, 5)]
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise ValueError(f"is not a FLAVR checkpoint: missing {', '.join(missing[:4])}")
+    widths = tuple(int(state[f"encoder.layer{i}.0.conv1.0.weight"].shape[0]) for i in range(1, 5))
+    blocks = []
+    for i in range(1, 5):
+        indices = {int(m.group(1)) for k in state if (m := re.match(rf"encoder\.layer{i}\.(\d+)\.", k))}
+        blocks.append(max(indices) + 1)
+    head = state["outconv.1.weight"]
+    if head.shape[0] % 3:
+        raise ValueError(f"has an output head of {head.shape[0]} channels, not a multiple of 3")
+    skip = (metadata or {}).get("skip", "mean")
+    if skip not in ("mean", "blend"):
+        raise ValueError(f"has an unknown skip {skip!r} in its metadata")
+    return Architecture(
+        n_outputs=int(head.shape[0]) // 3,
+        widths=widths,  # type: ignore[arg-type]
+        blocks=tuple(blocks),  # type: ignore[arg-type]
+        encoder_bias="encoder.stem.0.bias" in state,
+        n_inputs=int(state["feature_fuse.conv.0.weight"].shape[1]) // widths[0],
+        skip=skip,
+    )
+
+
+def _check_keys(model: FLAVR, state: Mapping[str, Tensor]) -> None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+    if unexpected:
+        problems.append(
+            f"{len(unexpected)} unexpected keys ({', '.join(unexpected[:3])}{', ...' if len(unexpected) > 3 else ''})"
+        )
+    if wrong:
+        problems.append(f"{len(wrong)} shape mismatches ({', '.join(wrong[:2])}{', ...' if len(wrong) > 2 else ''})")
+    if problems:
+        raise ValueError("does not match the FLAVR architecture: " + "; ".join(problems))
+
+
+def _read_file(path: Path) -> object:
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if "weights only load failed" in first_line.lower() or "unsupported global" in str(exc).lower():
+            raise CheckpointError(
+                f"weights file {path} contains pickled Python objects or code; vsflavr loads only plain tensors "
+                "(weights_only=True) and refuses it. Re-save the state dict with torch.save, or use a trusted file."
+            ) from None
+        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint ({first_line})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({first_line}); "
+            "download it again"
+        ) from None
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a FLAVR checkpoint file into a network in eval mode (fp32, CPU).
+
+    Raises :class:`CheckpointError` naming the file and what is wrong when it is
+    missing, truncated, not a checkpoint, carries pickled code, or holds another
+    architecture.
+    """
+    path = Path(path)
+    obj = _read_file(path)
+    try:
+        state, metadata = canonical_state_dict(obj)
+        architecture = read_architecture(state, metadata)
+        with torch.device("meta"):
+            model = architecture.build("meta")
+        _check_keys(model, state)
+        model.load_state_dict(state, strict=True, assign=True)
+    except ValueError as exc:
+        raise CheckpointError(f"weights file {path} {exc}") from None
+    model.float().eval().requires_grad_(False)
+    return Checkpoint(path=path, model=model, architecture=architecture, metadata=metadata)
+
+
+def save_checkpoint(path: str | Path, model: FLAVR, metadata: Mapping[str, Any] | None = None) -> None:
+    """Save ``model`` in the official layout (``state_dict`` with ``module.`` keys).
+
+    ``metadata`` (plain Python values only) is stored under the ``vsflavr`` key; the
+    network's ``skip`` is always recorded there so the loader rebuilds it exactly.
+    """
+    meta = dict(metadata or {})
+    meta["skip"] = model.skip
+    state = {f"module.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save({"state_dict": state, METADATA_KEY: meta}, Path(path))
