@@ -138,16 +138,22 @@ def _check_keys(model: FLAVR, state: Mapping[str, Tensor]) -> None:
 def _read_file(path: Path) -> object:
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
+    with path.open("rb") as f:
+        head = f.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise CheckpointError(
+            f"weights file {path} is an HTML page, not a checkpoint (a download that returned an error, "
+            "quota or sign-in page?); download it again"
+        )
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        if "weights only load failed" in first_line.lower() or "unsupported global" in str(exc).lower():
+        if "unsupported global" in str(exc).lower():
             raise CheckpointError(
                 f"weights file {path} contains pickled Python objects or code; vsflavr loads only plain tensors "
                 "(weights_only=True) and refuses it. Re-save the state dict with torch.save, or use a trusted file."
             ) from None
-        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint ({first_line})") from None
+        raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint") from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
