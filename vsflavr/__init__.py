@@ -15,10 +15,11 @@ import vapoursynth as vs
 import torch
 
 from .backends import EagerBackend, resolve_device, resolve_dtype
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import Checkpoint, CheckpointError
 from .pipeline import interpolate
 from .schedule import Schedule
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
+from .weights import WeightsNotFound, resolve_checkpoint
 
 __all__ = ["flavr"]
 __version__ = "0.1.0"
@@ -50,8 +51,10 @@ def flavr(
             from 24000/1001); at least the source rate.  Each output frame takes the nearest
             phase k/multi of the checkpoint's grid (timing error at most half a phase step),
             or the source frame itself when its time falls on one.  ``fps_den`` defaults to 1.
-        weights: a checkpoint file (official ``FLAVR_2x/4x/8x.pth`` or vsflavr's own).  ``None``
-            searches the usual places (see weights/README.md).
+        weights: a checkpoint file (official ``FLAVR_2x/4x/8x.pth`` or vsflavr's own), a directory
+            to search, ``"official"`` (official checkpoints only) or ``"builtin"``.  ``None``: the
+            official checkpoints found in the usual places (see weights/README.md), else the
+            built-in model.
         device: CUDA GPU index (0, 1, ...), ``"cuda:N"`` or ``"cpu"``.  ``None``: the first GPU
             if there is one, otherwise the CPU (slow).
         precision: ``"auto"`` (fp16 on a GPU, fp32 on the CPU), ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``.
@@ -81,14 +84,14 @@ def flavr(
     except ValueError as exc:
         raise vs.Error(f"flavr: {exc}") from None
 
-    checkpoint = _load_weights(weights, ratio, auto_download)
+    integer_multi = int(ratio) if fps_num is None else None
+    checkpoint = _load_weights(weights, integer_multi, auto_download)
     grid = checkpoint.architecture.multi
-    if fps_num is None and grid % ratio.numerator:
-        multi = ratio.numerator
+    if integer_multi is not None and grid % integer_multi:
         raise vs.Error(
-            f"flavr: multi={multi} cannot be made by the loaded {grid}x checkpoint {checkpoint.path} (it makes "
-            f"phases k/{grid}); use a multi that divides {grid}, a checkpoint whose multi is a multiple of "
-            f"{multi}, or fps_num/fps_den for the nearest phases"
+            f"flavr: multi={integer_multi} cannot be made by the loaded {grid}x checkpoint {checkpoint.path} (it "
+            f"makes phases k/{grid}); use a multi that divides {grid}, a checkpoint whose multi is a multiple of "
+            f"{integer_multi}, or fps_num/fps_den for the nearest phases"
         )
     backend = EagerBackend(checkpoint.model, torch_device, dtype)
     if sc and sc_threshold is not None:
@@ -102,7 +105,7 @@ def _check_clip(clip: vs.VideoNode) -> Fraction:
     if not isinstance(clip, vs.VideoNode):
         raise vs.Error(f"flavr: clip must be a VideoNode, got {type(clip).__name__}")
     fmt = clip.format
-    if fmt is None:
+    if fmt is None or fmt.id == vs.NONE:
         raise vs.Error("flavr: the clip has a variable format; convert it to one format first, e.g. "
                        "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')")
     if clip.width == 0 or clip.height == 0:
@@ -146,9 +149,11 @@ def _check_rate(source_rate: Fraction, multi: int | None, fps_num: int | None, f
     return ratio
 
 
-def _load_weights(weights: str | os.PathLike[str] | None, ratio: Fraction, auto_download: bool | None):
-    """The checkpoint to use, as a vs.Error when it cannot be found or read."""
+def _load_weights(
+    weights: str | os.PathLike[str] | None, multi: int | None, auto_download: bool | None
+) -> Checkpoint:
+    """The checkpoint to use (see :func:`vsflavr.weights.resolve_checkpoint`), errors as vs.Error."""
     try:
-        return load_checkpoint(weights)
-    except CheckpointError as exc:
+        return resolve_checkpoint(weights, multi, auto_download=auto_download)
+    except (CheckpointError, WeightsNotFound) as exc:
         raise vs.Error(f"flavr: {exc}") from None

@@ -33,7 +33,7 @@ def mark_scene_changes(clip: vs.VideoNode, threshold: float = DEFAULT_THRESHOLD)
     """
     core = vs.core
     thumb = core.resize.Bilinear(clip, *_THUMB, format=vs.GRAYS, matrix_s="709")
-    following = thumb[1:] + thumb[-1]
+    following = thumb[1:] + thumb[-1] if thumb.num_frames > 1 else thumb
     stats = core.std.PlaneStats(thumb, following, prop="FLAVRScene")
 
     def mark(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
