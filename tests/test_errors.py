@@ -117,3 +117,40 @@ def test_bad_options(rgbs: vs.VideoNode, tiny_2x: Path, kwargs: dict, message: s
 def test_not_a_clip(tiny_2x: Path) -> None:
     with pytest.raises(vs.Error, match="flavr: clip must be a VideoNode"):
         vsflavr.flavr("video.mkv", weights=tiny_2x)  # type: ignore[arg-type]
+
+
+class _Payload:
+    def __reduce__(self) -> tuple:
+        return (print, ("never",))
+
+
+def test_weights_with_pickled_code_are_refused(rgbs: vs.VideoNode, tmp_path: Path) -> None:
+    torch.save({"state_dict": {}, "hook": _Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(vs.Error, match=r"flavr: weights file .*evil\.pth contains pickled Python objects or code"):
+        call(rgbs, tmp_path / "evil.pth")
+
+
+def test_weights_of_another_architecture(rgbs: vs.VideoNode, tmp_path: Path) -> None:
+    torch.save({"state_dict": {"module.block0.conv.weight": torch.zeros(8, 3, 3, 3)}}, tmp_path / "rife.pth")
+    with pytest.raises(vs.Error, match=r"flavr: weights file .*rife\.pth is not a FLAVR checkpoint"):
+        call(rgbs, tmp_path / "rife.pth")
+
+
+def test_multi_no_official_checkpoint_makes(rgbs: vs.VideoNode) -> None:
+    with pytest.raises(vs.Error, match=r"flavr: the official FLAVR checkpoints make multi 2, 4 and 8, not 3"):
+        vsflavr.flavr(rgbs, multi=3, device="cpu")
+
+
+def test_no_official_weights_anywhere_names_the_download(
+    rgbs: vs.VideoNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vsflavr import weights
+
+    monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(tmp_path / "env"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "repo")
+    monkeypatch.delenv(weights.ENV_AUTO_DOWNLOAD, raising=False)
+    with pytest.raises(vs.Error, match=r"(?s)flavr: no FLAVR checkpoint for multi=2.*env.*data.*repo.*"
+                       r"python -m vsflavr download 2x"):
+        vsflavr.flavr(rgbs, weights="official", device="cpu")
+    assert not any(tmp_path.rglob("*.pth")), "nothing may be downloaded unless asked"
