@@ -11,8 +11,8 @@ import vapoursynth as vs
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from vsflavr.checkpoint import save_checkpoint  # noqa: E402
-from vsflavr.network import FLAVR  # noqa: E402
+from vsflavr.checkpoint import save_checkpoint
+from vsflavr.network import FLAVR
 
 DATA = Path(__file__).parent / "data"
 BIKES = DATA / "bikes_160x68.mp4"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_WIDTHS, make_checkpoint
+
 from vsflavr.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from vsflavr.network import FLAVR
 
@@ -27,7 +27,12 @@ def test_round_trip_reads_architecture_from_shapes(tmp_path: Path, n_outputs: in
     loaded = load_checkpoint(path)
     arch = loaded.architecture
     assert (arch.multi, arch.widths, arch.blocks, arch.n_inputs, arch.skip) == (
-        n_outputs + 1, TINY_WIDTHS, (2, 2, 2, 2), 4, "mean")
+        n_outputs + 1,
+        TINY_WIDTHS,
+        (2, 2, 2, 2),
+        4,
+        "mean",
+    )
     assert arch.encoder_bias == (n_outputs > 1)
     assert not loaded.model.training
     torch.testing.assert_close(_outputs(loaded.model), _outputs(original), rtol=0, atol=0)

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 import vapoursynth as vs
+from conftest import open_bikes
 
 import vsflavr
-from conftest import open_bikes
 
 core = vs.core
 
@@ -26,7 +26,10 @@ def call(clip: vs.VideoNode, weights: Path, **kwargs: object) -> vs.VideoNode:
 @pytest.mark.parametrize(
     ("convert", "fix"),
     [
-        (lambda c: c.resize.Bicubic(format=vs.YUV420P8, matrix_s="709"), r"core\.resize\.Bicubic\(clip, format=vs\.RGBS"),
+        (
+            lambda c: c.resize.Bicubic(format=vs.YUV420P8, matrix_s="709"),
+            r"core\.resize\.Bicubic\(clip, format=vs\.RGBS",
+        ),
         (lambda c: c.resize.Point(format=vs.GRAY8, matrix_s="709"), r"ShufflePlanes"),
         (lambda c: c.resize.Point(format=vs.RGB24), r"core\.resize\.Point\(clip, format=vs\.RGBS\)"),
         (lambda c: c.resize.Point(format=vs.RGB48), r"core\.resize\.Point\(clip, format=vs\.RGBS\)"),
@@ -150,7 +153,10 @@ def test_no_official_weights_anywhere_names_the_download(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "repo")
     monkeypatch.delenv(weights.ENV_AUTO_DOWNLOAD, raising=False)
-    with pytest.raises(vs.Error, match=r"(?s)flavr: no FLAVR checkpoint for multi=2.*env.*data.*repo.*"
-                       r"python -m vsflavr download 2x"):
+    with pytest.raises(
+        vs.Error,
+        match=r"(?s)flavr: no FLAVR checkpoint for multi=2.*env.*data.*repo.*"
+        r"python -m vsflavr download 2x",
+    ):
         vsflavr.flavr(rgbs, weights="official", device="cpu")
     assert not any(tmp_path.rglob("*.pth")), "nothing may be downloaded unless asked"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import vapoursynth as vs
+from conftest import BIKES_CUTS_INTO, open_bikes
 
 import vsflavr
-from conftest import BIKES_CUTS_INTO, open_bikes
 from vsflavr.checkpoint import load_checkpoint
 from vsflavr.frames import pad_to_multiple
 
@@ -71,9 +71,11 @@ def test_scene_cuts_are_never_interpolated_across(tiny_2x: Path, bikes: vs.Video
     assert flagged == [2 * c for c in BIKES_CUTS_INTO]
     # Windows next to the cut into 30 stop at the shot's edge.
     np.testing.assert_allclose(
-        planes(out.get_frame(57)), model_output(tiny_2x, bikes, (27, 28, 29, 29), 0), rtol=0, atol=1e-5)
+        planes(out.get_frame(57)), model_output(tiny_2x, bikes, (27, 28, 29, 29), 0), rtol=0, atol=1e-5
+    )
     np.testing.assert_allclose(
-        planes(out.get_frame(61)), model_output(tiny_2x, bikes, (30, 30, 31, 32), 0), rtol=0, atol=1e-5)
+        planes(out.get_frame(61)), model_output(tiny_2x, bikes, (30, 30, 31, 32), 0), rtol=0, atol=1e-5
+    )
 
 
 def test_sc_false_interpolates_across_cuts(tiny_2x: Path) -> None:
@@ -81,7 +83,8 @@ def test_sc_false_interpolates_across_cuts(tiny_2x: Path) -> None:
     out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", sc=False)
     assert out.get_frame(59).props["FLAVRInterpolated"] == 1
     np.testing.assert_allclose(
-        planes(out.get_frame(59)), model_output(tiny_2x, src, (28, 29, 30, 31), 0), rtol=0, atol=1e-5)
+        planes(out.get_frame(59)), model_output(tiny_2x, src, (28, 29, 30, 31), 0), rtol=0, atol=1e-5
+    )
 
 
 def test_external_scene_marks_with_builtin_detection_off(tiny_2x: Path) -> None:
@@ -143,5 +146,4 @@ def test_any_size_is_padded_and_cropped_back(tiny_2x: Path) -> None:
     src = open_bikes(4).std.Crop(right=3, bottom=5)  # 157x63
     out = vsflavr.flavr(src, weights=tiny_2x, device="cpu")
     assert (out.width, out.height) == (157, 63)
-    np.testing.assert_allclose(
-        planes(out.get_frame(3)), model_output(tiny_2x, src, (0, 1, 2, 3), 0), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(planes(out.get_frame(3)), model_output(tiny_2x, src, (0, 1, 2, 3), 0), rtol=0, atol=1e-5)

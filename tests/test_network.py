@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from parity import fixture, write_official_checkpoint
+
 from vsflavr.checkpoint import load_checkpoint
 from vsflavr.network import FLAVR
 

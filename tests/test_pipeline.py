@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import vapoursynth as vs
+from conftest import BIKES, BIKES_CUTS_INTO, open_bikes
 
 import vsflavr
-from conftest import BIKES, BIKES_CUTS_INTO, open_bikes
 
 VSPIPE = Path(sys.executable).parent / "vspipe"
 
@@ -51,7 +52,7 @@ def test_chunks_split_at_cuts_splice_to_the_whole_clip(tiny_2x: Path) -> None:
     clip = open_bikes(140)  # cuts into 30, 76, 137
     whole = vsflavr.flavr(clip, multi=2, weights=tiny_2x, device="cpu")
     edges = [0, *(c for c in BIKES_CUTS_INTO if c < 140), 140]
-    chunks = [vsflavr.flavr(clip[a:b], multi=2, weights=tiny_2x, device="cpu") for a, b in zip(edges, edges[1:])]
+    chunks = [vsflavr.flavr(clip[a:b], multi=2, weights=tiny_2x, device="cpu") for a, b in itertools.pairwise(edges)]
     spliced = vs.core.std.Splice(chunks)
     assert spliced.num_frames == whole.num_frames == 280
     assert digest(spliced) == digest(whole)
@@ -65,7 +66,8 @@ def test_same_input_same_bytes_across_runs(tiny_2x: Path) -> None:
 def test_memory_stays_flat_over_10000_output_frames(tiny_2x: Path, tmp_path: Path) -> None:
     """Peak RSS after 1,000 and after 10,000 output frames of a long clip (the test clip looped, tiny size)."""
     script = tmp_path / "long.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import resource
         import vapoursynth as vs
         import vsflavr
@@ -77,7 +79,8 @@ def test_memory_stays_flat_over_10000_output_frames(tiny_2x: Path, tmp_path: Pat
         for n, f in enumerate(out.frames(), start=1):
             if n in (1_000, 10_000):
                 print(n, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
-    """))
+    """)
+    )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     peaks = dict(map(int, line.split()) for line in result.stdout.split("\n") if line)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import vapoursynth as vs
-
 from conftest import BIKES_CUTS_INTO
+
 from vsflavr.scenes import is_cut, mark_scene_changes
 
 

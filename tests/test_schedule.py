@@ -36,7 +36,12 @@ def test_23976_to_5994_count_and_timing() -> None:
         if exact.denominator == 1:
             assert pos == Position(int(exact), 0)  # falls on a source frame: that frame
     assert [sched.position(n) for n in range(5)] == [
-        Position(0, 0), Position(0, 3), Position(0, 6), Position(1, 2), Position(1, 5)]
+        Position(0, 0),
+        Position(0, 3),
+        Position(0, 6),
+        Position(1, 2),
+        Position(1, 5),
+    ]
 
 
 def test_rounding_up_to_the_next_source_frame() -> None:

@@ -1,7 +1,7 @@
 """vsflavr: FLAVR frame interpolation for VapourSynth.
 
-    import vsflavr
-    clip = vsflavr.flavr(clip, multi=2)
+import vsflavr
+clip = vsflavr.flavr(clip, multi=2)
 """
 
 from __future__ import annotations
@@ -12,13 +12,11 @@ from fractions import Fraction
 
 import vapoursynth as vs
 
-import torch
-
 from .backends import EagerBackend, resolve_device, resolve_dtype
 from .checkpoint import Checkpoint, CheckpointError
 from .pipeline import interpolate
-from .schedule import Schedule
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
+from .schedule import Schedule
 from .weights import WeightsNotFound, resolve_checkpoint
 
 __all__ = ["flavr"]
@@ -106,14 +104,20 @@ def _check_clip(clip: vs.VideoNode) -> Fraction:
         raise vs.Error(f"flavr: clip must be a VideoNode, got {type(clip).__name__}")
     fmt = clip.format
     if fmt is None or fmt.id == vs.NONE:
-        raise vs.Error("flavr: the clip has a variable format; convert it to one format first, e.g. "
-                       "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')")
+        raise vs.Error(
+            "flavr: the clip has a variable format; convert it to one format first, e.g. "
+            "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')"
+        )
     if clip.width == 0 or clip.height == 0:
-        raise vs.Error("flavr: the clip has a variable frame size; resize it to one size first, e.g. "
-                       "clip = core.resize.Bicubic(clip, width=1920, height=1080)")
+        raise vs.Error(
+            "flavr: the clip has a variable frame size; resize it to one size first, e.g. "
+            "clip = core.resize.Bicubic(clip, width=1920, height=1080)"
+        )
     if clip.fps_num == 0:
-        raise vs.Error("flavr: the clip has a variable frame rate; give it a constant one first, e.g. "
-                       "clip = core.std.AssumeFPS(clip, fpsnum=24000, fpsden=1001)")
+        raise vs.Error(
+            "flavr: the clip has a variable frame rate; give it a constant one first, e.g. "
+            "clip = core.std.AssumeFPS(clip, fpsnum=24000, fpsden=1001)"
+        )
     if fmt.color_family != vs.RGB or fmt.sample_type != vs.FLOAT:
         if fmt.color_family == vs.YUV:
             fix = "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')  # use the clip's matrix"
@@ -149,9 +153,7 @@ def _check_rate(source_rate: Fraction, multi: int | None, fps_num: int | None, f
     return ratio
 
 
-def _load_weights(
-    weights: str | os.PathLike[str] | None, multi: int | None, auto_download: bool | None
-) -> Checkpoint:
+def _load_weights(weights: str | os.PathLike[str] | None, multi: int | None, auto_download: bool | None) -> Checkpoint:
     """The checkpoint to use (see :func:`vsflavr.weights.resolve_checkpoint`), errors as vs.Error."""
     try:
         return resolve_checkpoint(weights, multi, auto_download=auto_download)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .network import FLAVR, Skip
 
-__all__ = ["CheckpointError", "Architecture", "Checkpoint", "load_checkpoint", "save_checkpoint", "read_architecture"]
+__all__ = ["Architecture", "Checkpoint", "CheckpointError", "load_checkpoint", "read_architecture", "save_checkpoint"]
 
 METADATA_KEY = "vsflavr"
 
@@ -157,8 +157,7 @@ def _read_file(path: Path) -> object:
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({first_line}); "
-            "download it again"
+            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({first_line}); download it again"
         ) from None
 
 

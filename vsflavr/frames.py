@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 import vapoursynth as vs
 
-__all__ = ["frame_to_tensor", "write_tensor", "pad_to_multiple", "ALIGN"]
+__all__ = ["ALIGN", "frame_to_tensor", "pad_to_multiple", "write_tensor"]
 
 ALIGN = 8
 """FLAVR halves H and W three times, so both must be multiples of 8."""

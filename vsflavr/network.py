@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FLAVR", "OFFICIAL_WIDTHS", "OFFICIAL_BLOCKS", "Skip"]
+__all__ = ["FLAVR", "OFFICIAL_BLOCKS", "OFFICIAL_WIDTHS", "Skip"]
 
 OFFICIAL_WIDTHS: tuple[int, int, int, int] = (64, 128, 256, 512)
 OFFICIAL_BLOCKS: tuple[int, int, int, int] = (2, 2, 2, 2)
@@ -94,7 +94,7 @@ class Encoder(nn.Module):
         return features
 
 
-class Conv_3d(nn.Module):  # noqa: N801 - reference name, part of the checkpoint keys' shape
+class Conv_3d(nn.Module):
     """3x3x3 convolution followed by an SE gate."""
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
@@ -105,7 +105,7 @@ class Conv_3d(nn.Module):  # noqa: N801 - reference name, part of the checkpoint
         return self.conv(x)
 
 
-class upConv3D(nn.Module):  # noqa: N801 - reference name
+class upConv3D(nn.Module):
     """Transposed 3D convolution doubling H and W, followed by an SE gate."""
 
     def __init__(self, in_ch: int, out_ch: int) -> None:
@@ -119,7 +119,7 @@ class upConv3D(nn.Module):  # noqa: N801 - reference name
         return self.upconv(x)
 
 
-class Conv_2d(nn.Module):  # noqa: N801 - reference name
+class Conv_2d(nn.Module):
     """Bias-free 1x1 2D convolution that fuses the time axis folded into channels."""
 
     def __init__(self, in_ch: int, out_ch: int) -> None:

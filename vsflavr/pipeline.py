@@ -76,8 +76,8 @@ def interpolate(
         props["_DurationNum"], props["_DurationDen"] = duration
         # Cuts, moved to the output timeline: the first output frame of a new shot gets
         # _SceneChangePrev, the last one before it _SceneChangeNext.
-        starts_shot = pos.is_source and i > 0 and n > 0 and schedule.position(n - 1).source < i and cut_after(
-            frames, i - 1
+        starts_shot = (
+            pos.is_source and i > 0 and n > 0 and schedule.position(n - 1).source < i and cut_after(frames, i - 1)
         )
         ends_shot = n + 1 < length and schedule.position(n + 1).source > i and cut_after(frames, i)
         props["_SceneChangePrev"] = int(starts_shot)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import vapoursynth as vs
 
-__all__ = ["DEFAULT_THRESHOLD", "mark_scene_changes", "is_cut"]
+__all__ = ["DEFAULT_THRESHOLD", "is_cut", "mark_scene_changes"]
 
 DEFAULT_THRESHOLD = 0.12
 """Mean absolute luma difference (0..1) between consecutive frames, measured on a 64x36
