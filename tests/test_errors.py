@@ -160,3 +160,12 @@ def test_no_official_weights_anywhere_names_the_download(
     ):
         vsflavr.flavr(rgbs, weights="official", device="cpu")
     assert not any(tmp_path.rglob("*.pth")), "nothing may be downloaded unless asked"
+
+
+def test_backend_that_cannot_run_is_a_vs_error(rgbs: vs.VideoNode, tiny_2x: Path) -> None:
+    with pytest.raises(vs.Error, match=r"^flavr: backend='trt' needs a CUDA GPU"):
+        call(rgbs, tiny_2x, backend="trt")
+    with pytest.raises(vs.Error, match=r"^flavr: backend must be one of 'auto', 'torch', 'compile', 'trt'"):
+        call(rgbs, tiny_2x, backend="fast")
+    with pytest.raises(vs.Error, match=r"^flavr: tile_size must be a multiple of 8, at least 64"):
+        call(rgbs, tiny_2x, tile_size=100)

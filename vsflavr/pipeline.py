@@ -8,7 +8,7 @@ from fractions import Fraction
 import torch
 import vapoursynth as vs
 
-from .backends import EagerBackend
+from .backends import Runner
 from .frames import frame_to_tensor, pad_to_multiple, write_tensor
 from .gapcache import OnceCache
 from .scenes import is_cut
@@ -31,7 +31,7 @@ def _remap(clip: vs.VideoNode, length: int, rate: Fraction, source_of: Callable[
 def interpolate(
     clip: vs.VideoNode,
     schedule: Schedule,
-    backend: EagerBackend,
+    backend: Runner,
     rate: Fraction,
     use_cuts: bool,
 ) -> vs.VideoNode:

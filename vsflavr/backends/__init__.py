@@ -1,19 +1,39 @@
 """Inference backends: each turns a window of frames into FLAVR's in-between frames.
 
-Every backend is called the same way: ``backend(frames)`` with ``frames`` a float32 CPU
-tensor (B, 4, 3, H, W) in 0..1, H and W multiples of 8, and returns a float32 CPU
-tensor (B, n_outputs, 3, H, W).  Backends never import VapourSynth.
+A backend is a frozen, keyword-only dataclass of settings (:class:`CPUBackend`,
+:class:`CUDABackend`, :class:`TensorRTBackend`); its ``load(model)`` returns a
+:class:`Runner`, called as ``runner(frames)`` with ``frames`` a float32 CPU tensor
+(B, 4, 3, H, W) in 0..1, H and W multiples of 8, returning a float32 CPU tensor
+(B, n_outputs, 3, H, W).  :func:`select_backend` maps the filter's ``backend``,
+``device`` and ``precision`` arguments to one.  Backends never import VapourSynth.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .eager import EagerBackend
+from .base import DEFAULT_OVERLAP, Backend, Runner
+from .cpu import CPUBackend, cpu_supports_bf16
+from .cuda import CUDABackend
+from .tensorrt import TensorRTBackend
 
-__all__ = ["EagerBackend", "resolve_device", "resolve_dtype"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_OVERLAP",
+    "Backend",
+    "CPUBackend",
+    "CUDABackend",
+    "Runner",
+    "TensorRTBackend",
+    "cpu_supports_bf16",
+    "resolve_device",
+    "select_backend",
+]
 
-_PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+BACKENDS = ("auto", "torch", "compile", "trt")
+"""Values of the filter's ``backend`` argument."""
+
+_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
 def resolve_device(device: int | str | None) -> torch.device:
@@ -38,12 +58,44 @@ def resolve_device(device: int | str | None) -> torch.device:
     return torch.device("cuda", index)
 
 
-def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``"auto"``: fp16 on a GPU, fp32 on the CPU; or "fp32", "fp16" (GPU only), "bf16"."""
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
+def select_backend(
+    backend: str,
+    device: torch.device,
+    precision: str,
+    *,
+    tile_size: int | None = None,
+    tile_overlap: int = DEFAULT_OVERLAP,
+) -> Backend:
+    """The backend for the filter's arguments.
+
+    ``backend``: ``"auto"`` or ``"torch"`` (PyTorch: on a GPU fp16 with two CUDA streams, on
+    the CPU channels-last), ``"compile"`` (the same through ``torch.compile``: slow first
+    frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:
+    ``"auto"`` (fp16 on a GPU, fp32 on the CPU), ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got {precision!r}")
-    if precision == "fp16" and device.type == "cpu":
-        raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
-    return _PRECISIONS[precision]
+    if device.type == "cpu":
+        if backend == "trt":
+            raise ValueError("backend='trt' needs a CUDA GPU; on the CPU use backend='auto'")
+        if precision == "fp16":
+            raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
+        return CPUBackend(
+            precision="bf16" if precision == "bf16" else "fp32",
+            compile=backend == "compile",
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+        )
+    gpu_precision = "fp16" if precision == "auto" else precision
+    if backend == "trt":
+        return TensorRTBackend(device=device, precision=gpu_precision, tile_size=tile_size, tile_overlap=tile_overlap)
+    return CUDABackend(
+        device=device,
+        precision=gpu_precision,
+        compile="max-autotune-no-cudagraphs" if backend == "compile" else None,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+    )
+

@@ -1,0 +1,147 @@
+"""What every backend shares: its settings class, and the runner that a loaded backend is.
+
+A backend is a frozen, keyword-only dataclass of settings.  :meth:`Backend.load` turns a
+FLAVR network into a :class:`Runner`, which the pipeline calls as ``runner(frames)``:
+``frames`` is a float32 CPU tensor (B, 4, 3, H, W) in 0..1 with H and W multiples of 8,
+and the result a float32 CPU tensor (B, n_outputs, 3, H, W).  Backends differ only in the
+*forward* function they give the runner (eager, compiled, a TensorRT engine); moving
+frames to the device and back, concurrent requests and tiling are the runner's.
+"""
+
+from __future__ import annotations
+
+import queue
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..network import FLAVR
+from .tiling import check_tiling, run_tiled
+
+__all__ = ["DEFAULT_OVERLAP", "Backend", "Forward", "Runner"]
+
+Forward = Callable[[Tensor], Tensor]
+"""The network on the device: (B, 4, 3, h, w) in the backend's input dtype -> (B, n, 3, h, w)."""
+
+DEFAULT_OVERLAP = 32
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backend(ABC):
+    """Settings shared by every backend.
+
+    Attributes:
+        tile_size: run frames in overlapping square tiles of this side (a multiple of 8,
+            at least 64) to bound memory; ``None``: whole frames on the CPU, and on a GPU
+            tiles only when the frame would not fit in free memory.
+        tile_overlap: pixels shared by neighbouring tiles, blended with linear ramps.
+    """
+
+    tile_size: int | None = None
+    tile_overlap: int = DEFAULT_OVERLAP
+
+    def __post_init__(self) -> None:
+        check_tiling(self.tile_size, self.tile_overlap)
+
+    @abstractmethod
+    def load(self, model: FLAVR) -> Runner:
+        """Prepare ``model`` (an fp32 network in eval mode; it may be moved or converted) and return the runner.
+
+        Raises ValueError with the fix when this backend cannot run here (no GPU, a missing package).
+        """
+
+
+class _CpuLane:
+    """One pass at a time on the CPU: a single pass already uses every core."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def run(self, frames: Tensor, compute: Forward) -> Tensor:
+        return compute(frames.to(self.dtype))
+
+
+class _CudaLane:
+    """One CUDA stream with its own pinned host buffers; lanes run concurrently."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.stream = torch.cuda.Stream(device)
+        self._pinned: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+
+    def _host(self, role: str, shape: torch.Size) -> Tensor:
+        """This lane's pinned buffer for ``role`` ("in" or "out"), reused while the shape stays."""
+        key = (role, tuple(shape))
+        if key not in self._pinned:
+            self._pinned[key] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
+        return self._pinned[key]
+
+    def run(self, frames: Tensor, compute: Forward) -> Tensor:
+        host_in = self._host("in", frames.shape)
+        host_in.copy_(frames)
+        with torch.cuda.stream(self.stream):
+            x = host_in.to(self.device, non_blocking=True).to(self.dtype)
+            y = compute(x)
+            host_out = self._host("out", y.shape)
+            host_out.copy_(y, non_blocking=True)
+        self.stream.synchronize()
+        return host_out.clone()
+
+
+class Runner:
+    """A loaded backend: ``runner(frames)`` gives FLAVR's in-between frames (see the module docstring).
+
+    Up to ``lanes`` calls run at once (each CUDA lane has its own stream, so VapourSynth's
+    parallel requests keep a GPU busy); further calls wait.  ``tile_for(height, width)``
+    gives the tile side for a frame size, or ``None`` for whole frames; it is asked once per
+    size, so a size always runs with the same tiles (and compiled shapes stay few).
+    """
+
+    def __init__(
+        self,
+        forward: Forward,
+        *,
+        n_outputs: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        lanes: int = 1,
+        tile_for: Callable[[int, int], int | None] = lambda height, width: None,
+        tile_overlap: int = DEFAULT_OVERLAP,
+    ) -> None:
+        self.n_outputs = n_outputs
+        self.device = device
+        self.dtype = dtype
+        self.tile_for = tile_for
+        self.tile_overlap = tile_overlap
+        self._forward = forward
+        self._tiles: dict[tuple[int, int], int | None] = {}
+        self._lanes: queue.Queue[_CpuLane | _CudaLane] = queue.Queue()
+        for _ in range(lanes):
+            self._lanes.put(_CudaLane(device, dtype) if device.type == "cuda" else _CpuLane(dtype))
+
+    @contextmanager
+    def _lane(self) -> Iterator[_CpuLane | _CudaLane]:
+        lane = self._lanes.get()
+        try:
+            yield lane
+        finally:
+            self._lanes.put(lane)
+
+    def _compute(self, x: Tensor) -> Tensor:
+        size = (x.shape[-2], x.shape[-1])
+        if size not in self._tiles:
+            self._tiles.setdefault(size, self.tile_for(*size))  # the first answer wins, even in a race
+        tile = self._tiles[size]
+        if tile is None:
+            return self._forward(x).float()
+        return run_tiled(self._forward, x, tile, self.tile_overlap)
+
+    @torch.inference_mode()
+    def __call__(self, frames: Tensor) -> Tensor:
+        with self._lane() as lane:
+            return lane.run(frames, self._compute)
