@@ -8,12 +8,22 @@ calls those.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
 
+import vapoursynth as vs
+
+from .backends import resolve_device
+from .bench import default_specs, parse_size, run_bench
+from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, DownloadError, Source, download_weights, official_sources
+from .info import checkpoint_report, environment_report, weights_report
+from .scenes import DEFAULT_THRESHOLD
 from .weights import ENV_WEIGHTS_DIR, default_download_dir, user_weights_dir
 
 logger = logging.getLogger("vsflavr")
@@ -59,11 +69,240 @@ def add_download(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(run=download)
 
 
+def info(args: argparse.Namespace) -> int:
+    """Print versions, CUDA devices, the checkpoints found and missing, and the default choice."""
+    print("\n".join([*environment_report(), "", *weights_report()]))
+    return 0
+
+
+def add_info(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "info",
+        help="versions, GPUs, and which checkpoints are found where",
+        description="Print the versions of vsflavr and what it runs on, the CUDA devices torch sees, every "
+        "directory searched for checkpoints with the files found there, what is missing and how to get it, and "
+        "the checkpoint a default flavr(clip) call would use.",
+    )
+    p.set_defaults(run=info)
+
+
+def check_weights(args: argparse.Namespace) -> int:
+    """Print what a checkpoint holds; 1 with the loader's reason when it cannot be used."""
+    try:
+        print("\n".join(checkpoint_report(args.path)))
+    except CheckpointError as exc:
+        logger.error("vsflavr check-weights: %s", str(exc).splitlines()[0])
+        return 1
+    return 0
+
+
+def add_check_weights(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "check-weights",
+        help="load a checkpoint and print what it holds",
+        description="Load a checkpoint with the filter's own loader and print its multi, encoder variant, widths "
+        "and blocks, skip, parameter count, sha256 and metadata. Exit status 1 when it cannot be used.",
+    )
+    p.add_argument("path", help="the .pth file")
+    p.set_defaults(run=check_weights)
+
+
+def _optional(name: str, extra: str, command: str) -> ModuleType | None:
+    """Import ``vsflavr.<name>``, or log which extra to install and return None when a package it needs is missing."""
+    try:
+        return importlib.import_module(f".{name}", __package__)
+    except ImportError as exc:
+        logger.error(
+            "vsflavr %s: needs the Python package %s; install it with: pip install 'vsflavr[%s]'",
+            command,
+            (exc.name or "?").partition(".")[0],
+            extra,
+        )
+        return None
+
+
+def export_onnx(args: argparse.Namespace) -> int:
+    """Export a checkpoint to ONNX and check the file in onnxruntime; 1 when it is off by more than the tolerance."""
+    export = _optional("export", "onnx", "export-onnx")
+    if export is None:
+        return 2
+    if (args.height is None) != (args.width is None):
+        logger.error("vsflavr export-onnx: give both --height and --width, or neither for a dynamic size")
+        return 2
+    size = None if args.height is None else (args.height, args.width)
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+        opset = export.DEFAULT_OPSET if args.opset is None else args.opset
+        logger.info("exporting %s to ONNX (opset %d); this takes a while", args.checkpoint, opset)
+        export.export_onnx(checkpoint, args.out, fp16=args.fp16, size=size, opset=opset)
+    except (CheckpointError, ValueError) as exc:
+        logger.error("vsflavr export-onnx: %s", str(exc).splitlines()[0])
+        return 1
+    precision = "fp16" if args.fp16 else "fp32"
+    shape = "H, W" if size is None else f"{size[0]}, {size[1]}"
+    n_out = 3 * checkpoint.architecture.n_outputs
+    logger.info(
+        "wrote %s: %s, input %r (1, 12, %s), output %r (1, %d, %s)",
+        args.out,
+        precision,
+        export.INPUT_NAME,
+        shape,
+        export.OUTPUT_NAME,
+        n_out,
+        shape,
+    )
+    sizes = [size] if size is not None else export.VERIFY_SIZES
+    tolerance = export.TOLERANCE[precision]
+    failed = False
+    for check in export.verify_onnx(args.out, checkpoint, sizes, progress=not args.quiet):
+        ok = check.max_abs_diff <= tolerance
+        failed |= not ok
+        logger.info(
+            "onnxruntime vs torch at %dx%d: max abs diff %.3g (%s, tolerance %g)",
+            check.width,
+            check.height,
+            check.max_abs_diff,
+            "ok" if ok else "TOO LARGE",
+            tolerance,
+        )
+    return 1 if failed else 0
+
+
+def add_export_onnx(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "export-onnx",
+        help="export a checkpoint to ONNX (for vs-mlrt, onnxruntime, TensorRT)",
+        description="Export a checkpoint to ONNX with vs-mlrt's layout: input 'frames' (1, 12, H, W), the four RGB "
+        "frames I-1, I0, I1, I2 in 0..1 stacked along the channels; output 'interpolated' (1, 3*(multi-1), H, W). "
+        "H and W must be multiples of 8 and are dynamic unless --height/--width are given. The file is then run "
+        "in onnxruntime next to the PyTorch network on random frames, and the largest difference is printed.",
+    )
+    p.add_argument("checkpoint", help="the .pth file")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--fp16", action="store_true", help="float16 weights, input and output (default float32)")
+    p.add_argument("--height", type=int, help="a fixed frame height, a multiple of 8 (with --width)")
+    p.add_argument("--width", type=int, help="a fixed frame width, a multiple of 8 (with --height)")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18, the lowest PyTorch's exporter writes itself)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=export_onnx)
+
+
+def evaluate_clip(args: argparse.Namespace) -> int:
+    """Score FLAVR, blending and repetition at rebuilding dropped frames of a clip; print the summary."""
+    evaluate = _optional("evaluate", "eval", "eval")
+    if evaluate is None:
+        return 2
+    try:
+        clip = evaluate.open_rgbs(args.clip, args.frames)
+        result = evaluate.evaluate(
+            clip,
+            args.multi,
+            weights=args.weights,
+            device=_device(args.device),
+            sc_threshold=args.sc_threshold,
+            progress=not args.quiet,
+        )
+    except (vs.Error, ValueError) as exc:
+        logger.error("vsflavr eval: %s", str(exc).strip().splitlines()[0])
+        return 1
+    print("\n".join(evaluate.summary(result)))
+    if args.csv:
+        evaluate.write_csv(result, args.csv)
+        logger.info("wrote %s", args.csv)
+    if args.plot:
+        evaluate.plot_psnr(result, args.plot, title=Path(args.clip).name)
+        logger.info("wrote %s", args.plot)
+    return 0
+
+
+def _device(text: str | None) -> int | str | None:
+    """``--device`` as flavr() takes it: a GPU index as an int, anything else as it is."""
+    return int(text) if text is not None and text.isdigit() else text
+
+
+def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "eval",
+        help="measure FLAVR on your own clip against frame blending and repetition",
+        description="Keep every K-th frame of a clip, rebuild the others with FLAVR, frame blending and frame "
+        "repetition, and print the mean PSNR (RGB, 0..255 scale) and SSIM of each against the dropped originals. "
+        "Gaps that span a scene cut of the original clip are left out of the means.",
+    )
+    p.add_argument("clip", help="a video file BestSource can open")
+    p.add_argument("--weights", help="a checkpoint file or directory, 'official' or 'builtin' (default: the search)")
+    p.add_argument("--multi", type=int, default=2, help="keep one frame in K and rebuild the rest (default 2)")
+    p.add_argument("--frames", type=int, help="use only the first N frames of the clip")
+    p.add_argument("--csv", help="write per-frame scores to this CSV file")
+    p.add_argument("--plot", help="write a PNG plot of PSNR over time to this file")
+    p.add_argument("--device", help="GPU index, 'cuda:N' or 'cpu' (default: the first GPU, else the CPU)")
+    p.add_argument(
+        "--sc-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help=f"scene cut threshold on the original clip (default {DEFAULT_THRESHOLD}), as flavr()'s sc_threshold",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=evaluate_clip)
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Time the official fp32 forward pass and vsflavr's backends on the same inputs; 0 when all ran."""
+    try:
+        device = resolve_device(args.device)
+        sizes = [parse_size(size) for size in args.size]
+    except ValueError as exc:
+        logger.error("vsflavr bench: %s", exc)
+        return 2
+    if args.repeats < 1 or min(args.multi) < 2:
+        logger.error("vsflavr bench: --repeats must be >= 1 and --multi >= 2")
+        return 2
+    return run_bench(
+        sizes=sizes,
+        multis=args.multi,
+        specs=args.backends or default_specs(device),
+        device=device,
+        repeats=args.repeats,
+        weights=args.weights,
+        out=sys.stdout,
+    )
+
+
+def add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = commands.add_parser(
+        "bench",
+        help="measure the speed of each backend against the official code",
+        description="Run the official-style forward pass (fp32, batch 1, no tricks) and each vsflavr backend on "
+        "the same synthetic frames, and print per backend: forward passes per second (of the fastest timed pass), "
+        "output frames per second "
+        "at the chosen multi, the first pass's seconds (compilation included), peak memory of a pass, the largest "
+        "difference from the fp32 output, and the speed-up. The network is the official architecture with random "
+        "weights unless --weights is given; speed does not depend on the weights.",
+    )
+    p.add_argument("--size", nargs="+", default=["256x256"], metavar="WxH", help="frame sizes (default: 256x256)")
+    p.add_argument("--multi", nargs="+", type=int, default=[2], metavar="N", help="rate factors (default: 2)")
+    p.add_argument(
+        "--backends",
+        nargs="+",
+        metavar="NAME:PRECISION",
+        help="backends to measure, as the filter's backend and precision, e.g. torch:bf16 compile:fp32 trt:fp16 "
+        "(default: torch:fp32 torch:bf16 on the CPU, torch:fp16 torch:bf16 on a GPU)",
+    )
+    p.add_argument("--weights", type=Path, help="a checkpoint instead of random official-size weights")
+    p.add_argument("--repeats", type=int, default=2, help="timed passes per backend after the first (default: 2)")
+    p.add_argument("--device", help="'cpu', a GPU index or 'cuda:N' (default: the first GPU, else the CPU)")
+    p.set_defaults(run=bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; each ``add_*`` function adds one and sets ``run`` to its function."""
     parser = argparse.ArgumentParser(prog="python -m vsflavr", description="FLAVR frame interpolation for VapourSynth")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_download(commands)
+    add_bench(commands)
+    add_info(commands)
+    add_check_weights(commands)
+    add_export_onnx(commands)
+    add_eval(commands)
     return parser
 
 
