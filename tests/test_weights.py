@@ -180,3 +180,42 @@ def test_failed_auto_download_says_why(places: dict[str, Path], monkeypatch: pyt
     monkeypatch.setattr(w, "download_weights", FakeDownload(None))
     with pytest.raises(w.WeightsNotFound, match=r"(?s)download 2x.*automatic download failed.*HTTP 404"):
         w.find_weights(2, auto_download=True)
+
+
+@pytest.fixture
+def builtin(places: dict[str, Path], checkpoints: dict[int, bytes], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A stand-in for the shipped built-in model (a tiny 2x checkpoint)."""
+    path = put(places["repo"].parent / "package", checkpoints[2], "flavr_s_2x.pth")
+    monkeypatch.setattr(w, "BUILTIN_MODEL", path)
+    return path
+
+
+def test_builtin_model_is_the_last_resort_for_2x(
+    places: dict[str, Path], checkpoints: dict[int, bytes], builtin: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="vsflavr"):
+        assert w.resolve_checkpoint(None, 2).path == builtin
+    assert "built-in model flavr_s_2x.pth" in caplog.text and "python -m vsflavr download 2x" in caplog.text
+    assert w.resolve_checkpoint(None, None).path == builtin  # fractional rates too
+    official = put(places["data"], checkpoints[2], "FLAVR_2x.pth")
+    assert w.resolve_checkpoint(None, 2).path == official  # official weights win once present
+
+
+def test_official_only_and_multis_the_builtin_cannot_make(builtin: Path) -> None:
+    with pytest.raises(w.WeightsNotFound, match="python -m vsflavr download 2x"):
+        w.resolve_checkpoint("official", 2)
+    with pytest.raises(w.WeightsNotFound, match="python -m vsflavr download 4x"):
+        w.resolve_checkpoint(None, 4)
+    assert w.resolve_checkpoint("builtin", 2).path == builtin
+
+
+def test_fractional_rates_prefer_the_finest_grid(places: dict[str, Path], checkpoints: dict[int, bytes]) -> None:
+    put(places["env"], checkpoints[2], "FLAVR_2x.pth")
+    put(places["repo"], checkpoints[8], "FLAVR_8x.pth")
+    assert w.resolve_checkpoint(None, None).architecture.multi == 8
+    assert w.resolve_checkpoint(None, 2).architecture.multi == 2
+
+
+def test_explicit_file_is_used_whatever_its_multi(checkpoints: dict[int, bytes], tmp_path: Path) -> None:
+    mine = put(tmp_path, checkpoints[4], "mine.pth")
+    assert w.resolve_checkpoint(mine, None).architecture.multi == 4
