@@ -11,6 +11,7 @@ import vapoursynth as vs
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from vsflavr import weights
 from vsflavr.checkpoint import save_checkpoint
 from vsflavr.network import FLAVR
 
@@ -51,3 +52,19 @@ def open_bikes(length: int | None = None) -> vs.VideoNode:
 @pytest.fixture
 def bikes() -> vs.VideoNode:
     return open_bikes()
+
+
+@pytest.fixture
+def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Empty weights places wired in by env vars and monkeypatch: ``env`` (VSFLAVR_WEIGHTS_DIR),
+    ``data`` (the user data dir), ``repo`` (the checkout's weights/), and ``builtin``, a
+    built-in model path with no file; auto-download off."""
+    dirs = {name: tmp_path / name for name in ("env", "data", "repo")}
+    monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(dirs["env"]))
+    monkeypatch.setenv("XDG_DATA_HOME", str(dirs["data"]))
+    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", dirs["repo"])
+    monkeypatch.setattr(weights, "BUILTIN_MODEL", tmp_path / "models" / "flavr_s_2x.pth")
+    monkeypatch.delenv(weights.ENV_AUTO_DOWNLOAD, raising=False)
+    dirs["data"] = dirs["data"] / "vsflavr" / "weights"
+    dirs["builtin"] = weights.BUILTIN_MODEL
+    return dirs

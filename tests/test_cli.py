@@ -9,23 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vsflavr import weights as w
 from vsflavr.__main__ import main
 from vsflavr.checkpoint import load_checkpoint
-
-
-@pytest.fixture
-def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Empty env, user-data and checkout directories, and a built-in model path with no file."""
-    dirs = {name: tmp_path / name for name in ("env", "data", "repo")}
-    monkeypatch.setenv(w.ENV_WEIGHTS_DIR, str(dirs["env"]))
-    monkeypatch.setenv("XDG_DATA_HOME", str(dirs["data"]))
-    monkeypatch.setattr(w, "REPO_WEIGHTS_DIR", dirs["repo"])
-    monkeypatch.setattr(w, "BUILTIN_MODEL", tmp_path / "models" / "flavr_s_2x.pth")
-    monkeypatch.delenv(w.ENV_AUTO_DOWNLOAD, raising=False)
-    dirs["data"] = dirs["data"] / "vsflavr" / "weights"
-    dirs["builtin"] = w.BUILTIN_MODEL
-    return dirs
 
 
 def put(source: Path, target: Path) -> Path:

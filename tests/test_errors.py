@@ -145,14 +145,8 @@ def test_multi_no_official_checkpoint_makes(rgbs: vs.VideoNode) -> None:
 
 
 def test_no_official_weights_anywhere_names_the_download(
-    rgbs: vs.VideoNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    rgbs: vs.VideoNode, tmp_path: Path, places: dict[str, Path]
 ) -> None:
-    from vsflavr import weights
-
-    monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(tmp_path / "env"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", tmp_path / "repo")
-    monkeypatch.delenv(weights.ENV_AUTO_DOWNLOAD, raising=False)
     with pytest.raises(
         vs.Error,
         match=r"(?s)flavr: no FLAVR checkpoint for multi=2.*env.*data.*repo.*"

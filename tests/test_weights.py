@@ -25,18 +25,6 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[int, bytes]:
     return files
 
 
-@pytest.fixture
-def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Empty env, user-data and checkout directories, wired in by env vars and monkeypatch."""
-    dirs = {name: tmp_path / name for name in ("env", "data", "repo")}
-    monkeypatch.setenv(w.ENV_WEIGHTS_DIR, str(dirs["env"]))
-    monkeypatch.setenv("XDG_DATA_HOME", str(dirs["data"]))
-    monkeypatch.setattr(w, "REPO_WEIGHTS_DIR", dirs["repo"])
-    monkeypatch.delenv(w.ENV_AUTO_DOWNLOAD, raising=False)
-    dirs["data"] = dirs["data"] / "vsflavr" / "weights"
-    return dirs
-
-
 def put(directory: Path, data: bytes, name: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / name).write_bytes(data)
