@@ -248,7 +248,7 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 def bench(args: argparse.Namespace) -> int:
     """Time the official fp32 forward pass and vsflavr's backends on the same inputs; 0 when all ran."""
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(_device(args.device))
         sizes = [parse_size(size) for size in args.size]
     except ValueError as exc:
         logger.error("vsflavr bench: %s", exc)
