@@ -68,3 +68,15 @@ def test_beats_blending_on_held_out_crop(checkpoint) -> None:
 def test_still_frames_stay_still(checkpoint) -> None:
     still = np.load(CROP)["inputs"][1]
     assert psnr(interpolate(checkpoint.model, np.stack([still] * 4)), still) >= 45
+
+
+def test_filter_with_builtin_model_beats_blending_on_real_footage() -> None:
+    """flavr(weights="builtin") inside VapourSynth rebuilds dropped frames of the first shot of
+    tests/data/bikes_160x68.mp4 better than blending (measured: +3.0 dB, 32.7 against 29.6)."""
+    from vsflavr.evaluate import evaluate, open_rgbs
+
+    evaluation = evaluate(open_rgbs(CROP.with_name("bikes_160x68.mp4"), 30), weights="builtin", device="cpu")
+    assert len(evaluation.scores) == 14 and evaluation.excluded == 0
+    gain = evaluation.mean("psnr", "flavr") - evaluation.mean("psnr", "blend")
+    assert gain >= 1.0, f"built-in model only {gain:+.2f} dB over blending"
+    assert evaluation.mean("ssim", "flavr") > evaluation.mean("ssim", "blend")

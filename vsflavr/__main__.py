@@ -199,6 +199,7 @@ def evaluate_clip(args: argparse.Namespace) -> int:
             args.multi,
             weights=args.weights,
             device=_device(args.device),
+            precision=args.precision,
             sc_threshold=args.sc_threshold,
             progress=not args.quiet,
         )
@@ -235,6 +236,12 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--csv", help="write per-frame scores to this CSV file")
     p.add_argument("--plot", help="write a PNG plot of PSNR over time to this file")
     p.add_argument("--device", help="GPU index, 'cuda:N' or 'cpu' (default: the first GPU, else the CPU)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="as flavr()'s precision (default auto: fp16 on a GPU, fp32 on the CPU; bf16 is faster on recent CPUs)",
+    )
     p.add_argument(
         "--sc-threshold",
         type=float,

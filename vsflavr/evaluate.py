@@ -138,6 +138,7 @@ def evaluate(
     *,
     weights: str | Path | None = None,
     device: int | str | None = None,
+    precision: str = "auto",
     sc_threshold: float | None = DEFAULT_THRESHOLD,
     progress: bool = False,
 ) -> Evaluation:
@@ -146,7 +147,7 @@ def evaluate(
     Args:
         clip: an RGBS or RGBH clip with at least ``multi + 1`` frames.
         multi: keep one frame in ``multi``; FLAVR rebuilds the others with ``flavr(kept, multi=multi)``.
-        weights, device: as for :func:`vsflavr.flavr`.
+        weights, device, precision: as for :func:`vsflavr.flavr`.
         sc_threshold: the built-in cut detector's threshold on the original clip, as for
             :func:`vsflavr.flavr`; ``None`` uses only the clip's own scene-change properties.
         progress: show a progress bar.
@@ -155,7 +156,7 @@ def evaluate(
         raise ValueError(f"the clip has {clip.num_frames} frames; scoring multi={multi} needs at least {multi + 1}")
     original = clip if sc_threshold is None else mark_scene_changes(clip, sc_threshold)
     kept = keep_every(original, multi)
-    rebuilt = flavr(kept, multi=multi, weights=weights, device=device, sc_threshold=None)
+    rebuilt = flavr(kept, multi=multi, weights=weights, device=device, precision=precision, sc_threshold=None)
     scores: list[FrameScore] = []
     cuts: list[int] = []
     for gap in tqdm(range(kept.num_frames - 1), desc="scoring", unit="gap", disable=not progress):
