@@ -7,7 +7,7 @@
 #   ffmpeg -i out_x265.hevc -i movie.mkv -map 0:v -map 1:a? -c copy out.mkv
 set -euo pipefail
 
-src=${1:?usage: examples/encode.sh SOURCE_VIDEO [VSPIPE_ARGUMENTS...]}
+src=$(realpath "${1:?usage: examples/encode.sh SOURCE_VIDEO [VSPIPE_ARGUMENTS...]}")  # vspipe runs the script from its own folder
 shift
 script=${SCRIPT:-$(dirname "$0")/flavr_2x.vpy}
 

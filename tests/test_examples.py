@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import vapoursynth as vs
+from conftest import BIKES
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 VSPIPE = Path(sys.executable).parent / "vspipe"
@@ -49,7 +50,7 @@ def test_example_under_vspipe(tiny_8x: Path, tmp_path: Path, script: str, frames
 def test_external_scene_marks_reach_the_filter(tiny_8x: Path) -> None:
     """With the built-in detector off, MVTools' marks alone make the gap into bikes' cut at frame 30 copies."""
     try:
-        runpy.run_path(str(EXAMPLES / "external_scenes.vpy"), init_globals={"weights": str(tiny_8x)})
+        runpy.run_path(str(EXAMPLES / "external_scenes.vpy"), init_globals={"src": str(BIKES), "weights": str(tiny_8x)})
         clip = vs.get_output(0)
         assert isinstance(clip, vs.VideoOutputTuple)
         before, first = clip.clip.get_frame(59).props, clip.clip.get_frame(60).props
