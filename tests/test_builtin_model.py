@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from vsflavr import evaluate
 from vsflavr.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +23,8 @@ CROP = Path(__file__).with_name("data") / "builtin_crop.npz"
 
 
 def psnr(prediction: np.ndarray, target: np.ndarray) -> float:
-    mse = float(np.mean((prediction.astype(np.float64) - target.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+    """PSNR of two uint8 images (0..255 scale), by the same measure as ``eval``."""
+    return evaluate.psnr(target / 255.0, prediction / 255.0)
 
 
 @torch.inference_mode()
@@ -73,9 +74,9 @@ def test_still_frames_stay_still(checkpoint) -> None:
 def test_filter_with_builtin_model_beats_blending_on_real_footage() -> None:
     """flavr(weights="builtin") inside VapourSynth rebuilds dropped frames of the first shot of
     tests/data/bikes_160x68.mp4 better than blending (measured: +3.0 dB, 32.7 against 29.6)."""
-    from vsflavr.evaluate import evaluate, open_rgbs
-
-    evaluation = evaluate(open_rgbs(CROP.with_name("bikes_160x68.mp4"), 30), weights="builtin", device="cpu")
+    evaluation = evaluate.evaluate(
+        evaluate.open_rgbs(CROP.with_name("bikes_160x68.mp4"), 30), weights="builtin", device="cpu"
+    )
     assert len(evaluation.scores) == 14 and evaluation.excluded == 0
     gain = evaluation.mean("psnr", "flavr") - evaluation.mean("psnr", "blend")
     assert gain >= 1.0, f"built-in model only {gain:+.2f} dB over blending"
