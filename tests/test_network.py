@@ -9,7 +9,7 @@ import torch
 from parity import fixture, write_official_checkpoint
 
 from vsflavr.checkpoint import load_checkpoint
-from vsflavr.network import FLAVR
+from vsflavr.network import FLAVR, channel_mean
 
 
 @pytest.mark.parametrize(("name", "multi", "params"), [("flavr_2x", 2, 42_061_571), ("flavr_8x", 8, 42_121_941)])
@@ -68,3 +68,15 @@ def test_mean_skip_adds_the_input_mean() -> None:
 def test_rejects_impossible_configurations(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         FLAVR(**kwargs)
+
+
+def test_a_given_mean_replaces_the_frames_own() -> None:
+    """The runner hands every tile the whole frame's mean; given the frames' own, nothing changes."""
+    torch.manual_seed(0)
+    model = FLAVR(1, widths=(8, 16, 32, 64)).eval()
+    frames = torch.rand(2, 4, 3, 32, 40)
+    with torch.inference_mode():
+        own = model(frames)
+        torch.testing.assert_close(model(frames, channel_mean(frames)), own, rtol=0, atol=0)
+        assert channel_mean(frames).shape == (2, 3, 1, 1, 1)
+        assert not torch.allclose(model(frames, channel_mean(frames) + 0.1), own)

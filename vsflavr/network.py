@@ -21,7 +21,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["FLAVR", "OFFICIAL_BLOCKS", "OFFICIAL_WIDTHS", "Skip"]
+__all__ = ["FLAVR", "OFFICIAL_BLOCKS", "OFFICIAL_WIDTHS", "Skip", "channel_mean"]
 
 OFFICIAL_WIDTHS: tuple[int, int, int, int] = (64, 128, 256, 512)
 OFFICIAL_BLOCKS: tuple[int, int, int, int] = (2, 2, 2, 2)
@@ -33,6 +33,11 @@ Skip = Literal["mean", "blend"]
 ``"blend"``: the linear blend of I0 and I1 at each output's time t; the network
 then only predicts a correction, which lets a narrow model learn far faster.
 """
+
+
+def channel_mean(frames: Tensor) -> Tensor:
+    """Per-sample, per-channel mean of ``(B, T, 3, H, W)`` frames over time and space, shaped (B, 3, 1, 1, 1)."""
+    return frames.transpose(1, 2).mean(dim=(2, 3, 4), keepdim=True)
 
 
 class SEGating(nn.Module):
@@ -147,6 +152,9 @@ class FLAVR(nn.Module):
 
     ``forward`` takes ``(B, n_inputs, 3, H, W)`` RGB frames in 0..1 (I-1, I0, I1, I2),
     with H and W multiples of 8, and returns ``(B, n_outputs, 3, H, W)``, unclamped.
+    Its optional ``mean`` (B, 3, 1, 1, 1) is the per-channel mean the network centres its
+    input on (and, with the ``"mean"`` skip, adds back); by default that of ``frames``.
+    A tile of a larger frame passes the whole frame's mean, so tiles agree with each other.
     """
 
     def __init__(
@@ -189,10 +197,11 @@ class FLAVR(nn.Module):
         self.feature_fuse = Conv_2d(w0 * n_inputs, w0)
         self.outconv = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w0, 3 * n_outputs, kernel_size=7))
 
-    def forward(self, frames: Tensor) -> Tensor:
+    def forward(self, frames: Tensor, mean: Tensor | None = None) -> Tensor:
         batch, _, _, height, width = frames.shape
         x = frames.transpose(1, 2)  # (B, 3, T, H, W)
-        mean = x.mean(dim=(2, 3, 4), keepdim=True)
+        if mean is None:
+            mean = channel_mean(frames)
         x_0, x_1, x_2, x_3, x_4 = self.encoder(x - mean)
 
         dx = self.lrelu(self.decoder[0](x_4))

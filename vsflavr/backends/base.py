@@ -19,13 +19,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..network import FLAVR
+from ..network import FLAVR, channel_mean
 from .tiling import check_tiling, run_tiled
 
 __all__ = ["DEFAULT_OVERLAP", "Backend", "Forward", "Runner"]
 
-Forward = Callable[[Tensor], Tensor]
-"""The network on the device: (B, 4, 3, h, w) in the backend's input dtype -> (B, n, 3, h, w)."""
+Forward = Callable[[Tensor, Tensor], Tensor]
+"""The network on the device: ``forward(frames, mean)``, frames (B, 4, 3, h, w) in the backend's
+input dtype -> (B, n, 3, h, w); ``mean`` (B, 3, 1, 1, 1) is the whole frames' channel mean
+(see :class:`~vsflavr.network.FLAVR`), the same for every tile of a frame."""
 
 DEFAULT_OVERLAP = 32
 
@@ -61,7 +63,7 @@ class _CpuLane:
     def __init__(self, dtype: torch.dtype) -> None:
         self.dtype = dtype
 
-    def run(self, frames: Tensor, compute: Forward) -> Tensor:
+    def run(self, frames: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         return compute(frames.to(self.dtype))
 
 
@@ -81,7 +83,7 @@ class _CudaLane:
             self._pinned[key] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
         return self._pinned[key]
 
-    def run(self, frames: Tensor, compute: Forward) -> Tensor:
+    def run(self, frames: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         host_in = self._host("in", frames.shape)
         host_in.copy_(frames)
         with torch.cuda.stream(self.stream):
@@ -137,9 +139,10 @@ class Runner:
         if size not in self._tiles:
             self._tiles.setdefault(size, self.tile_for(*size))  # the first answer wins, even in a race
         tile = self._tiles[size]
+        mean = channel_mean(x)
         if tile is None:
-            return self._forward(x).float()
-        return run_tiled(self._forward, x, tile, self.tile_overlap)
+            return self._forward(x, mean).float()
+        return run_tiled(lambda part: self._forward(part, mean), x, tile, self.tile_overlap)
 
     @torch.inference_mode()
     def __call__(self, frames: Tensor) -> Tensor:

@@ -82,8 +82,8 @@ class CPUBackend(Backend):
 def _autocast_bf16(network: Forward) -> Forward:
     """``network`` with its convolutions in bf16 (weights stay fp32; autocast keeps sums and gates in fp32)."""
 
-    def forward(x: Tensor) -> Tensor:
+    def forward(x: Tensor, mean: Tensor) -> Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return network(x)
+            return network(x, mean)
 
     return forward

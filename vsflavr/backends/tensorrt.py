@@ -113,14 +113,14 @@ class _Engines:
         self._engines: dict[tuple[int, ...], Forward] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, x: Tensor) -> Tensor:
+    def __call__(self, x: Tensor, mean: Tensor) -> Tensor:
         shape = tuple(x.shape)
         engine = self._engines.get(shape)
         if engine is None:
             with self._lock:
                 engine = self._engines.get(shape) or self._engine(shape)
                 self._engines[shape] = engine
-        return engine(x.contiguous())
+        return engine(x.contiguous(), mean.contiguous())
 
     def _engine(self, shape: tuple[int, ...]) -> Forward:
         backend = self._backend
@@ -135,17 +135,18 @@ class _Engines:
         if not path.is_file():
             logger.info("vsflavr: building a TensorRT engine for %s (minutes, once): %s", shape, path)
             example = torch.zeros(shape, device=backend.device, dtype=backend.dtype)
+            example_mean = torch.zeros(shape[0], 3, 1, 1, 1, device=backend.device, dtype=backend.dtype)
             compiled = self._trt.compile(
                 self._model,
                 ir="dynamo",
-                inputs=[example],
+                inputs=[example, example_mean],
                 enabled_precisions={backend.dtype},
                 device=backend.device,
                 min_block_size=1,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{key}.{os.getpid()}.partial.ep")
-            self._trt.save(compiled, str(partial), inputs=[example])
+            self._trt.save(compiled, str(partial), inputs=[example, example_mean])
             partial.replace(path)
         engine: Forward = self._trt.load(str(path)).module()
         return engine

@@ -2,10 +2,10 @@
 
 A frame is cut into tiles that overlap by at least ``overlap`` pixels; each tile runs
 through the network on its own and the results are blended with linear ramps across
-each overlap, so no seam shows.  Tiled output is close to, but not equal to, whole-frame
-output: FLAVR's squeeze-and-excitation gates scale channels by their mean over the
-whole input, and a tile only sees its own part (README "Performance" has the measured
-difference).
+each overlap, so no seam shows.  The runner gives every tile the whole frame's channel
+mean, so tiles are centred alike; they still differ a little from whole-frame output
+because FLAVR's squeeze-and-excitation gates pool over the input a tile sees (README
+"Performance" has the measured difference).
 """
 
 from __future__ import annotations
