@@ -98,4 +98,3 @@ def select_backend(
         tile_size=tile_size,
         tile_overlap=tile_overlap,
     )
-
