@@ -13,6 +13,7 @@ import pytest
 from vsflavr.checkpoint import load_checkpoint
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "builtin" / "train.py"
+FOOTAGE = Path(__file__).resolve().parent / "data" / "bikes_160x68.mp4"
 
 
 def load_train_module():
@@ -57,6 +58,23 @@ def test_three_steps_write_a_loadable_checkpoint(tmp_path: Path, train) -> None:
     assert checkpoint.metadata["steps"] == 3
     assert checkpoint.metadata["data_manifest_sha256"] == "0" * 64
     assert out.with_suffix(".state").is_file()
+
+
+def test_evaluation_figures_go_into_the_checkpoint(tmp_path: Path, train) -> None:
+    """--eval-video scores the saved file with ``python -m vsflavr eval``'s measure."""
+    write_moving_pattern(tmp_path / "frames")
+    out = tmp_path / "model.pth"
+    args = ["--data-dir", str(tmp_path / "frames"), "--out", str(out), "--steps", "1", "--batch", "1"]
+    args += ["--crop", "32", "--final-crop", "32", "--threads", "1", "--device", "cpu"]
+    train.main([*args, "--eval-video", str(FOOTAGE), "--eval-frames", "9"])
+
+    metadata = load_checkpoint(out).metadata
+    figures = metadata["evaluation"][FOOTAGE.name]
+    assert figures["frames"] == 4  # frames 1, 3, 5, 7 of the first 9 (no cut before frame 30)
+    assert figures["psnr_blend"] > figures["psnr_repeat"] > 10
+    assert figures["gain_over_blend"] == pytest.approx(figures["psnr_model"] - figures["psnr_blend"], abs=2e-3)
+    assert 0 <= figures["wins_over_blend"] <= 1
+    assert metadata["evaluation_precision"] == "fp32"
 
 
 def test_resume_continues_from_the_saved_step(tmp_path: Path, train) -> None:

@@ -11,7 +11,8 @@ Training stops after ``--steps`` steps or ``--minutes`` minutes, whichever comes
 the learning-rate schedule and the crop switch follow that progress.  A resumable state
 is saved to ``<out>.state`` every few minutes; the final weights go to ``--out`` as fp16
 with the architecture, the data manifest's sha256, the steps and (with
-``--eval-video``) the drop-frame PSNR figures in the checkpoint's metadata.
+``--eval-video``) the drop-frame PSNR figures of ``python -m vsflavr eval`` (scored on the
+saved fp16 file) in the checkpoint's metadata.
 
     python tools/builtin/train.py --data-dir ~/.cache/vsflavr-train/frames \
         --out ~/.cache/vsflavr-train/run/flavr_s_2x.pth --minutes 85 --seed 1 \
@@ -40,9 +41,8 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from evaluate import evaluate_video
-
 from vsflavr.checkpoint import save_checkpoint
+from vsflavr.evaluate import evaluate, open_rgbs
 from vsflavr.network import FLAVR
 
 WIDTHS = (16, 32, 64, 128)
@@ -153,7 +153,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--log-every", type=int, default=50, help="steps between progress lines")
     parser.add_argument("--eval-video", type=Path, action="append", default=[], help="held-out clip to score")
-    parser.add_argument("--eval-frames", type=int, default=0, help="frames scored per clip (0: all)")
+    parser.add_argument(
+        "--eval-frames", type=int, default=0, help="score only the first N frames of each clip (0: all)"
+    )
     parser.add_argument("--eval-bf16", action="store_true", help="score with bf16 autocast (much faster on CPU)")
     args = parser.parse_args(argv)
     if args.steps is None and args.minutes is None:
@@ -261,14 +263,29 @@ def main(argv: list[str] | None = None) -> None:
     print(f"saved {args.out} after {step} steps, {elapsed / 60:.1f} min", flush=True)
     if not args.eval_video:
         return
+    precision = "bf16" if args.eval_bf16 else "fp32"
     evaluations = {}
     for video in args.eval_video:
-        evaluations[video.name] = evaluate_video(model, video, args.eval_frames, args.eval_bf16).summary()
+        evaluations[video.name] = drop_frame_figures(args.out, video, args.eval_frames, precision)
         print(f"{video.name}: {evaluations[video.name]}", flush=True)
     metadata["evaluation"] = evaluations
-    metadata["evaluation_precision"] = "bf16 autocast" if args.eval_bf16 else "fp32"
+    metadata["evaluation_precision"] = precision
     save_checkpoint(args.out, model.half(), metadata)
     print(f"added the evaluation to {args.out}", flush=True)
+
+
+def drop_frame_figures(weights: Path, video: Path, frames: int, precision: str) -> dict[str, float | int]:
+    """``python -m vsflavr eval``'s figures for the saved ``weights`` on ``video`` (its first ``frames``; 0: all)."""
+    result = evaluate(open_rgbs(video, frames or None), 2, weights=weights, precision=precision)
+    kept = [s for s in result.scores if not s.cut]
+    return {
+        "frames": len(kept),
+        "psnr_model": round(result.mean("psnr", "flavr"), 3),
+        "psnr_blend": round(result.mean("psnr", "blend"), 3),
+        "psnr_repeat": round(result.mean("psnr", "repeat"), 3),
+        "gain_over_blend": round(result.mean("psnr", "flavr") - result.mean("psnr", "blend"), 3),
+        "wins_over_blend": round(float(np.mean([s.psnr["flavr"] > s.psnr["blend"] for s in kept])), 3),
+    }
 
 
 if __name__ == "__main__":
