@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from vsflavr import weights
 from vsflavr.checkpoint import save_checkpoint
+from vsflavr.evaluate import open_rgbs
 from vsflavr.network import FLAVR
 
 DATA = Path(__file__).parent / "data"
@@ -43,10 +44,7 @@ def tiny_8x(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def open_bikes(length: int | None = None) -> vs.VideoNode:
     """The test footage, decoded by BestSource and converted to RGBS like a user script would."""
-    clip = vs.core.bs.VideoSource(str(BIKES))
-    if length is not None:
-        clip = clip[:length]
-    return clip.resize.Bicubic(format=vs.RGBS, matrix_in_s="709")
+    return open_rgbs(BIKES, length)
 
 
 @pytest.fixture
