@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import make_checkpoint, open_bikes
 
+from vsflavr import backends
 from vsflavr.backends import (
     CPUBackend,
     CUDABackend,
@@ -133,7 +134,7 @@ def test_trt_without_torch_tensorrt_is_a_clear_error(tiny_2x: Path, monkeypatch:
 @pytest.mark.parametrize(
     ("backend", "device", "precision", "expected"),
     [
-        ("auto", "cpu", "auto", CPUBackend(precision="fp32")),
+        ("auto", "cpu", "fp32", CPUBackend(precision="fp32")),
         ("torch", "cpu", "bf16", CPUBackend(precision="bf16")),
         ("compile", "cpu", "fp32", CPUBackend(precision="fp32", compile=True)),
         ("auto", "cuda:0", "auto", CUDABackend(device=torch.device("cuda", 0), precision="fp16")),
@@ -149,6 +150,16 @@ def test_trt_without_torch_tensorrt_is_a_clear_error(tiny_2x: Path, monkeypatch:
 )
 def test_select_backend(backend: str, device: str, precision: str, expected: object) -> None:
     assert select_backend(backend, torch.device(device), precision) == expected
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_auto_precision_on_the_cpu_is_bf16_where_it_is_native(
+    native_bf16: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native_bf16)
+    expected = "bf16" if native_bf16 else "fp32"
+    assert select_backend("auto", torch.device("cpu"), "auto") == CPUBackend(precision=expected)
+    assert select_backend("compile", torch.device("cpu"), "auto") == CPUBackend(precision=expected, compile=True)
 
 
 @pytest.mark.parametrize(

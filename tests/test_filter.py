@@ -37,7 +37,7 @@ def model_output(weights: Path, clip: vs.VideoNode, indices: tuple[int, int, int
 
 def test_2x_count_rate_source_frames_and_props(tiny_2x: Path) -> None:
     src = open_bikes(28)  # one shot
-    out = vsflavr.flavr(src, multi=2, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(src, multi=2, weights=tiny_2x, device="cpu", precision="fp32")
     assert (out.num_frames, out.fps, out.format.id, out.width, out.height) == (56, 50, vs.RGBS, 160, 68)
     for n, f in enumerate(out.frames()):
         i = n // 2
@@ -53,7 +53,7 @@ def test_2x_count_rate_source_frames_and_props(tiny_2x: Path) -> None:
 
 def test_interpolated_frames_are_the_networks_frames_edges_included(tiny_2x: Path) -> None:
     src = open_bikes(20)
-    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", precision="fp32")
     # first gap (I-1 replicated), a middle gap, the last gap (I2 replicated)
     for gap, window in [(0, (0, 0, 1, 2)), (9, (8, 9, 10, 11)), (18, (17, 18, 19, 19))]:
         got = planes(out.get_frame(2 * gap + 1))
@@ -61,7 +61,7 @@ def test_interpolated_frames_are_the_networks_frames_edges_included(tiny_2x: Pat
 
 
 def test_scene_cuts_are_never_interpolated_across(tiny_2x: Path, bikes: vs.VideoNode) -> None:
-    out = vsflavr.flavr(bikes, multi=2, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(bikes, multi=2, weights=tiny_2x, device="cpu", precision="fp32")
     for cut in BIKES_CUTS_INTO:  # cut between cut-1 and cut
         before, first = out.get_frame(2 * cut - 1), out.get_frame(2 * cut)
         assert same_pixels(before, bikes.get_frame(cut - 1)), "the gap over a cut holds a copy of the frame before"
@@ -80,7 +80,7 @@ def test_scene_cuts_are_never_interpolated_across(tiny_2x: Path, bikes: vs.Video
 
 def test_sc_false_interpolates_across_cuts(tiny_2x: Path) -> None:
     src = open_bikes(34)
-    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", sc=False)
+    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", precision="fp32", sc=False)
     assert out.get_frame(59).props["FLAVRInterpolated"] == 1
     np.testing.assert_allclose(
         planes(out.get_frame(59)), model_output(tiny_2x, src, (28, 29, 30, 31), 0), rtol=0, atol=1e-5
@@ -95,14 +95,16 @@ def test_external_scene_marks_with_builtin_detection_off(tiny_2x: Path) -> None:
         out.props["_SceneChangePrev"] = int(n == 8)
         return out
 
-    out = vsflavr.flavr(src.std.ModifyFrame(src, mark), weights=tiny_2x, device="cpu", sc_threshold=None)
+    out = vsflavr.flavr(
+        src.std.ModifyFrame(src, mark), weights=tiny_2x, device="cpu", precision="fp32", sc_threshold=None
+    )
     assert same_pixels(out.get_frame(15), src.get_frame(7)) and out.get_frame(15).props["FLAVRInterpolated"] == 0
     assert out.get_frame(13).props["FLAVRInterpolated"] == 1
 
 
 def test_23976_to_5994(tiny_8x: Path) -> None:
     src = open_bikes(20).std.AssumeFPS(fpsnum=24000, fpsden=1001)
-    out = vsflavr.flavr(src, fps_num=60000, fps_den=1001, weights=tiny_8x, device="cpu")
+    out = vsflavr.flavr(src, fps_num=60000, fps_den=1001, weights=tiny_8x, device="cpu", precision="fp32")
     assert out.num_frames == 50 and out.fps == vs.core.std.BlankClip(fpsnum=60000, fpsden=1001).fps
     for n in range(0, 50, 5):  # every 5th output frame is exactly source frame 2n/5
         assert same_pixels(out.get_frame(n), src.get_frame(2 * n // 5))
@@ -115,7 +117,7 @@ def test_23976_to_5994(tiny_8x: Path) -> None:
 @pytest.mark.parametrize(("multi", "phases"), [(2, [4]), (4, [2, 4, 6])])
 def test_8x_checkpoint_serves_smaller_multi(tiny_8x: Path, multi: int, phases: list[int]) -> None:
     src = open_bikes(8)
-    out = vsflavr.flavr(src, multi=multi, weights=tiny_8x, device="cpu")
+    out = vsflavr.flavr(src, multi=multi, weights=tiny_8x, device="cpu", precision="fp32")
     assert out.num_frames == 8 * multi
     for m, phase in enumerate(phases, start=1):
         f = out.get_frame(3 * multi + m)
@@ -125,7 +127,7 @@ def test_8x_checkpoint_serves_smaller_multi(tiny_8x: Path, multi: int, phases: l
 
 def test_rgbh_in_rgbh_out(tiny_2x: Path) -> None:
     src = open_bikes(6).resize.Point(format=vs.RGBH)
-    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", precision="fp32")
     assert out.format.id == vs.RGBH and out.num_frames == 12
     assert same_pixels(out.get_frame(4), src.get_frame(2))
     ref = model_output(tiny_2x, src, (1, 2, 3, 4), 0)
@@ -135,7 +137,7 @@ def test_rgbh_in_rgbh_out(tiny_2x: Path) -> None:
 @pytest.mark.parametrize("length", [1, 2, 3])
 def test_very_short_clips_work(tiny_2x: Path, length: int) -> None:
     src = open_bikes(length)
-    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", precision="fp32")
     frames = list(out.frames())
     assert len(frames) == 2 * length
     assert same_pixels(frames[-1], src.get_frame(length - 1))
@@ -144,6 +146,6 @@ def test_very_short_clips_work(tiny_2x: Path, length: int) -> None:
 
 def test_any_size_is_padded_and_cropped_back(tiny_2x: Path) -> None:
     src = open_bikes(4).std.Crop(right=3, bottom=5)  # 157x63
-    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu")
+    out = vsflavr.flavr(src, weights=tiny_2x, device="cpu", precision="fp32")
     assert (out.width, out.height) == (157, 63)
     np.testing.assert_allclose(planes(out.get_frame(3)), model_output(tiny_2x, src, (0, 1, 2, 3), 0), rtol=0, atol=1e-5)

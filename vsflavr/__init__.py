@@ -58,7 +58,8 @@ def flavr(
             built-in model.
         device: CUDA GPU index (0, 1, ...), ``"cuda:N"`` or ``"cpu"``.  ``None``: the first GPU
             if there is one, otherwise the CPU (slow).
-        precision: ``"auto"`` (fp16 on a GPU, fp32 on the CPU), ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``.
+        precision: ``"auto"`` (fp16 on a GPU; on the CPU bf16 where the CPU has native bf16,
+            avx512_bf16 or AMX, else fp32), ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``.
             On CPUs with avx512_bf16 or AMX, ``"bf16"`` is about twice as fast as fp32.
         backend: how the network runs.  ``"auto"``/``"torch"``: PyTorch (on a GPU with two CUDA
             streams); ``"compile"``: through ``torch.compile`` (the first frame of a clip takes

@@ -240,7 +240,7 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--precision",
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16"],
-        help="as flavr()'s precision (default auto: fp16 on a GPU, fp32 on the CPU; bf16 is faster on recent CPUs)",
+        help="as flavr()'s precision (default auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32)",
     )
     p.add_argument(
         "--sc-threshold",

@@ -71,7 +71,8 @@ def select_backend(
     ``backend``: ``"auto"`` or ``"torch"`` (PyTorch: on a GPU fp16 with two CUDA streams, on
     the CPU channels-last), ``"compile"`` (the same through ``torch.compile``: slow first
     frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:
-    ``"auto"`` (fp16 on a GPU, fp32 on the CPU), ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"``.
+    ``"auto"`` (fp16 on a GPU; on the CPU bf16 where it has native bf16, avx512_bf16 or AMX,
+    else fp32), ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"``.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
@@ -82,6 +83,8 @@ def select_backend(
             raise ValueError("backend='trt' needs a CUDA GPU; on the CPU use backend='auto'")
         if precision == "fp16":
             raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
+        if precision == "auto":
+            precision = "bf16" if cpu_supports_bf16() else "fp32"
         return CPUBackend(
             precision="bf16" if precision == "bf16" else "fp32",
             compile=backend == "compile",
