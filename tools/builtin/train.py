@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vsflavr.checkpoint import save_checkpoint
-from vsflavr.evaluate import evaluate, open_rgbs
+from vsflavr.evaluate import Evaluation, evaluate, open_rgbs
 from vsflavr.network import FLAVR
 
 WIDTHS = (16, 32, 64, 128)
@@ -276,7 +276,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def drop_frame_figures(weights: Path, video: Path, frames: int, precision: str) -> dict[str, float | int]:
     """``python -m vsflavr eval``'s figures for the saved ``weights`` on ``video`` (its first ``frames``; 0: all)."""
-    result = evaluate(open_rgbs(video, frames or None), 2, weights=weights, precision=precision)
+    return figures(evaluate(open_rgbs(video, frames or None), 2, weights=weights, precision=precision))
+
+
+def figures(result: Evaluation) -> dict[str, float | int]:
+    """Plain-value figures of a drop-frame evaluation, fit for a checkpoint's metadata."""
     kept = [s for s in result.scores if not s.cut]
     return {
         "frames": len(kept),
