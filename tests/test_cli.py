@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from vsflavr import backends, info
 from vsflavr.__main__ import main
 from vsflavr.checkpoint import load_checkpoint
 
@@ -31,7 +33,7 @@ def test_info_lists_versions_directories_and_files(
     found = put(tiny_8x, places["repo"] / "FLAVR_8x.pth")
     status, out, _ = run(capsys, "info")
     assert status == 0
-    for name in ("vsflavr", "python", "torch", "vapoursynth", "numpy", "CUDA devices"):
+    for name in ("vsflavr", "python", "torch", "vapoursynth", "numpy", "CUDA devices", "default run"):
         assert f"\n{name} " in f"\n{out}"
     assert f"  {places['env']}  (VSFLAVR_WEIGHTS_DIR, does not exist)\n" in out
     assert f"  {places['data']}  (user data directory, does not exist)\n" in out
@@ -43,6 +45,21 @@ def test_info_lists_versions_directories_and_files(
         )
     assert "FLAVR_8x.pth: run" not in out
     assert out.endswith(f"A default flavr() call with multi=2 uses:\n  {found} (8x)\n")
+
+
+@pytest.mark.parametrize(
+    ("native", "expected"),
+    [(True, "cpu, bf16 (the CPU has native bf16)"), (False, "cpu, fp32 (no native bf16 on this CPU)")],
+)
+def test_info_says_where_and_in_which_precision_a_default_call_runs(
+    native: bool, expected: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native)
+    monkeypatch.setattr(info, "cpu_supports_bf16", lambda: native)
+    status, out, _ = run(capsys, "info")
+    assert status == 0
+    assert f"\ndefault run  {expected}\n" in out
 
 
 def test_info_reads_the_multi_from_the_file_and_shows_the_builtin_model(

@@ -15,6 +15,7 @@ import torch
 import vapoursynth as vs
 
 from . import __version__, weights
+from .backends import cpu_supports_bf16, resolve_device, select_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
 
@@ -30,7 +31,18 @@ def environment_report() -> list[str]:
         f"vapoursynth  {vs.core.core_version} (API {vs.core.api_version})",
         f"numpy        {np.__version__}",
         f"CUDA devices {', '.join(_cuda_devices()) or 'none'}",
+        f"default run  {_default_run()}",
     ]
+
+
+def _default_run() -> str:
+    """Where and in which precision ``flavr(clip)`` runs with device, backend and precision left at auto."""
+    device = resolve_device(None)
+    settings = select_backend("auto", device, "auto")
+    if device.type == "cpu":
+        why = "the CPU has native bf16" if cpu_supports_bf16() else "no native bf16 on this CPU"
+        return f"cpu, {settings.precision} ({why})"
+    return f"{device} ({torch.cuda.get_device_name(device)}), {settings.precision}"
 
 
 def _cuda_devices() -> list[str]:
