@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsflavr import backends, info
+from vsflavr import backends
 from vsflavr.__main__ import main
 from vsflavr.checkpoint import load_checkpoint
 
@@ -56,7 +56,6 @@ def test_info_says_where_and_in_which_precision_a_default_call_runs(
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native)
-    monkeypatch.setattr(info, "cpu_supports_bf16", lambda: native)
     status, out, _ = run(capsys, "info")
     assert status == 0
     assert f"\ndefault run  {expected}\n" in out

@@ -15,7 +15,7 @@ import torch
 import vapoursynth as vs
 
 from . import __version__, weights
-from .backends import cpu_supports_bf16, resolve_device, select_backend
+from .backends import resolve_device, select_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
 
@@ -40,7 +40,7 @@ def _default_run() -> str:
     device = resolve_device(None)
     settings = select_backend("auto", device, "auto")
     if device.type == "cpu":
-        why = "the CPU has native bf16" if cpu_supports_bf16() else "no native bf16 on this CPU"
+        why = "the CPU has native bf16" if settings.precision == "bf16" else "no native bf16 on this CPU"
         return f"cpu, {settings.precision} ({why})"
     return f"{device} ({torch.cuda.get_device_name(device)}), {settings.precision}"
 

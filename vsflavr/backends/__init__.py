@@ -68,8 +68,8 @@ def select_backend(
 ) -> Backend:
     """The backend for the filter's arguments.
 
-    ``backend``: ``"auto"`` or ``"torch"`` (PyTorch: on a GPU fp16 with two CUDA streams, on
-    the CPU channels-last), ``"compile"`` (the same through ``torch.compile``: slow first
+    ``backend``: ``"auto"`` or ``"torch"`` (PyTorch: on a GPU channels-last with two CUDA
+    streams, on the CPU the network as it is), ``"compile"`` (the same through ``torch.compile``: slow first
     frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:
     ``"auto"`` (fp16 on a GPU; on the CPU bf16 where it has native bf16, avx512_bf16 or AMX,
     else fp32), ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"``.
@@ -83,10 +83,9 @@ def select_backend(
             raise ValueError("backend='trt' needs a CUDA GPU; on the CPU use backend='auto'")
         if precision == "fp16":
             raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
-        if precision == "auto":
-            precision = "bf16" if cpu_supports_bf16() else "fp32"
+        cpu_precision = ("bf16" if cpu_supports_bf16() else "fp32") if precision == "auto" else precision
         return CPUBackend(
-            precision="bf16" if precision == "bf16" else "fp32",
+            precision=cpu_precision,
             compile=backend == "compile",
             tile_size=tile_size,
             tile_overlap=tile_overlap,
