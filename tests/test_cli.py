@@ -67,10 +67,26 @@ def test_info_reads_the_multi_from_the_file_and_shows_the_builtin_model(
     put(tiny_8x, places["env"] / "FLAVR_2x.pth")
     put(tiny_2x, places["builtin"])
     (places["env"] / "FLAVR_4x.pth").write_bytes(b"<html>quota exceeded</html>")
-    _, out, _ = run(capsys, "info")
+    status, out, _ = run(capsys, "info")
+    assert status == 1  # a checkpoint found cannot be used
     assert "    FLAVR_2x.pth  8x  " in out
     assert "    FLAVR_4x.pth  unusable: weights file " in out and "is an HTML page" in out
     assert "Built-in model: flavr_s_2x.pth  2x  " in out
+
+
+def test_info_reports_a_broken_cuda_install_instead_of_crashing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def broken(*args: object) -> int:
+        raise RuntimeError("CUDA driver initialization failed, you might not have a CUDA gpu.\nmore detail")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", broken)
+    monkeypatch.setattr(torch.cuda, "get_device_name", broken)
+    status, out, err = run(capsys, "info")
+    assert status in (0, 1) and "Traceback" not in out + err
+    assert "\nCUDA devices unavailable (RuntimeError: CUDA driver initialization failed, you might not" in out
+    assert "\ndefault run  cuda:0" not in out and "more detail" not in out
 
 
 def test_info_with_nothing_found_says_what_flavr_would_say(

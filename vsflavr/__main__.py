@@ -22,7 +22,7 @@ from .backends import resolve_device
 from .bench import default_specs, parse_size, run_bench
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, DownloadError, Source, download_weights, official_sources
-from .info import checkpoint_report, environment_report, weights_report
+from .info import UNUSABLE, checkpoint_report, environment_report, weights_report
 from .scenes import DEFAULT_THRESHOLD
 from .weights import ENV_WEIGHTS_DIR, default_download_dir, user_weights_dir
 
@@ -70,9 +70,10 @@ def add_download(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def info(args: argparse.Namespace) -> int:
-    """Print versions, CUDA devices, the checkpoints found and missing, and the default choice."""
-    print("\n".join([*environment_report(), "", *weights_report()]))
-    return 0
+    """Print versions, CUDA devices, the checkpoints found and missing, and the default choice; 1 if one is unusable."""
+    checkpoints = weights_report()
+    print("\n".join([*environment_report(), "", *checkpoints]))
+    return 1 if any(UNUSABLE in line for line in checkpoints) else 0
 
 
 def add_info(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -332,7 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
     with _log_to_stderr():
-        return int(args.run(args))
+        try:
+            return int(args.run(args))
+        except Exception as exc:  # a command ends with one line, never a traceback
+            text = str(exc).strip()
+            logger.error("vsflavr %s: %s", args.command, text.splitlines()[0] if text else type(exc).__name__)
+            logger.debug("the failure in full", exc_info=True)
+            return 1
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ from .network import FLAVR, Skip
 __all__ = ["Architecture", "Checkpoint", "CheckpointError", "load_checkpoint", "read_architecture", "save_checkpoint"]
 
 METADATA_KEY = "vsflavr"
+_N_INPUTS = 4
+"""Frames FLAVR reads per pass (I-1, I0, I1, I2), as every official checkpoint."""
 
 
 class CheckpointError(Exception):
@@ -72,17 +74,49 @@ class Checkpoint:
 
 
 def canonical_state_dict(obj: object) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Unwrap ``state_dict`` and strip ``module.``; returns (state dict, vsflavr metadata)."""
+    """Unwrap ``state_dict`` and strip ``module.``; returns (state dict, vsflavr metadata).
+
+    Raises ValueError when ``obj`` is not a dict of plain CPU float tensors, or its
+    metadata is not a dict of plain values (str, numbers, lists, dicts).
+    """
     if not isinstance(obj, Mapping):
         raise ValueError(f"holds a {type(obj).__name__}, not a dict of tensors")
-    metadata = dict(obj.get(METADATA_KEY) or {})
+    metadata = obj.get(METADATA_KEY)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, Mapping) or not _is_plain(metadata):
+        raise ValueError(f"has '{METADATA_KEY}' metadata that is not a dict of plain values")
     state = obj.get("state_dict", obj)
     if not isinstance(state, Mapping):
         raise ValueError("its 'state_dict' entry is not a dict of tensors")
     tensors = {str(k).removeprefix("module."): v for k, v in state.items() if isinstance(v, Tensor)}
     if not tensors:
         raise ValueError("holds no tensors; it is not a model checkpoint")
-    return tensors, metadata
+    for key, tensor in tensors.items():
+        if tensor.layout != torch.strided or tensor.device.type != "cpu" or not tensor.is_floating_point():
+            raise ValueError(f"has {key} as a {tensor.layout} {tensor.dtype} tensor on {tensor.device}, not CPU floats")
+    return tensors, dict(metadata)
+
+
+def _is_plain(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` is made of str, int, float, bool, None, lists and str-keyed dicts, at most 32 deep."""
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, str | int | float | bool):
+        return True
+    if isinstance(value, list | tuple):
+        return all(_is_plain(item, depth + 1) for item in value)
+    if isinstance(value, Mapping):
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _weight_shape(state: Mapping[str, Tensor], key: str, dims: int) -> tuple[int, ...]:
+    """The shape of convolution weight ``key``: ``dims`` dimensions, none of them empty."""
+    shape = tuple(state[key].shape)
+    if len(shape) != dims or 0 in shape:
+        raise ValueError(f"has {key} of shape {shape}, not a {dims}-d convolution weight")
+    return shape
 
 
 def read_architecture(state: Mapping[str, Tensor], metadata: Mapping[str, Any] | None = None) -> Architecture:
@@ -92,23 +126,29 @@ def read_architecture(state: Mapping[str, Tensor], metadata: Mapping[str, Any] |
     missing = [k for k in required if k not in state]
     if missing:
         raise ValueError(f"is not a FLAVR checkpoint: missing {', '.join(missing[:4])}")
-    widths = tuple(int(state[f"encoder.layer{i}.0.conv1.0.weight"].shape[0]) for i in range(1, 5))
+    widths = tuple(_weight_shape(state, f"encoder.layer{i}.0.conv1.0.weight", 5)[0] for i in range(1, 5))
     blocks = []
     for i in range(1, 5):
         indices = {int(m.group(1)) for k in state if (m := re.match(rf"encoder\.layer{i}\.(\d+)\.", k))}
-        blocks.append(max(indices) + 1)
-    head = state["outconv.1.weight"]
-    if head.shape[0] % 3:
-        raise ValueError(f"has an output head of {head.shape[0]} channels, not a multiple of 3")
+        if indices != set(range(len(indices))):
+            raise ValueError(f"has the blocks of encoder stage {i} numbered {sorted(indices)[:6]}, not 0, 1, ...")
+        blocks.append(len(indices))
+    _weight_shape(state, "encoder.stem.0.weight", 5)
+    head = _weight_shape(state, "outconv.1.weight", 4)
+    if head[0] % 3:
+        raise ValueError(f"has an output head of {head[0]} channels, not a multiple of 3")
+    fuse_inputs = _weight_shape(state, "feature_fuse.conv.0.weight", 4)[1]
+    if fuse_inputs != _N_INPUTS * widths[0]:
+        raise ValueError(f"reads {fuse_inputs / widths[0]:g} frames; vsflavr's FLAVR reads {_N_INPUTS}")
     skip = (metadata or {}).get("skip", "mean")
     if skip not in ("mean", "blend"):
         raise ValueError(f"has an unknown skip {skip!r} in its metadata")
     return Architecture(
-        n_outputs=int(head.shape[0]) // 3,
+        n_outputs=head[0] // 3,
         widths=widths,  # type: ignore[arg-type]
         blocks=tuple(blocks),  # type: ignore[arg-type]
         encoder_bias="encoder.stem.0.bias" in state,
-        n_inputs=int(state["feature_fuse.conv.0.weight"].shape[1]) // widths[0],
+        n_inputs=_N_INPUTS,
         skip=skip,
     )
 
@@ -136,10 +176,14 @@ def _check_keys(model: FLAVR, state: Mapping[str, Tensor]) -> None:
 
 
 def _read_file(path: Path) -> object:
+    """The object pickled in ``path``, read with ``weights_only=True``; CheckpointError for any failure."""
     if not path.is_file():
         raise CheckpointError(f"weights file {path} does not exist")
-    with path.open("rb") as f:
-        head = f.read(512).lstrip().lower()
+    try:
+        with path.open("rb") as f:
+            head = f.read(512).lstrip().lower()
+    except OSError as exc:
+        raise CheckpointError(f"weights file {path} cannot be read ({exc.strerror or exc})") from None
     if head.startswith((b"<!doctype html", b"<html")):
         raise CheckpointError(
             f"weights file {path} is an HTML page, not a checkpoint (a download that returned an error, "
@@ -154,19 +198,41 @@ def _read_file(path: Path) -> object:
                 "(weights_only=True) and refuses it. Re-save the state dict with torch.save, or use a trusted file."
             ) from None
         raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on damaged bytes; each means the same
         raise CheckpointError(
-            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({first_line}); download it again"
+            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({_first_line(exc)}); "
+            "download it again"
         ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+_PROBE_LIMIT = 1e4
+"""The largest output value a usable network gives on 0..1 frames; damaged weights (a byte-swapped or
+bit-flipped exponent) give 1e20 and more, or NaN."""
+
+
+def _probe(model: FLAVR) -> float:
+    """The largest magnitude of the network's output on a fixed 16x16 window of noise; NaN if any value is NaN.
+
+    Every weight reaches the output at this size, so a NaN or infinite weight shows here.
+    """
+    frames = torch.rand(1, _N_INPUTS, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        out = model(frames)
+    return float("nan") if out.isnan().any() else out.abs().max().item()
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Load a FLAVR checkpoint file into a network in eval mode (fp32, CPU).
 
-    Raises :class:`CheckpointError` naming the file and what is wrong when it is
-    missing, truncated, not a checkpoint, carries pickled code, or holds another
-    architecture.
+    Raises :class:`CheckpointError` naming the file and what is wrong, in one line, for
+    whatever the file holds: missing, truncated or damaged, not a checkpoint, pickled
+    code, another architecture, empty or non-finite weights, metadata of the wrong type.
     """
     path = Path(path)
     obj = _read_file(path)
@@ -177,9 +243,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             model = architecture.build("meta")
         _check_keys(model, state)
         model.load_state_dict(state, strict=True, assign=True)
+        model.float().eval().requires_grad_(False)
+        if not (largest := _probe(model)) <= _PROBE_LIMIT:
+            raise ValueError(f"gives values of {largest:.3g} on a test window of 0..1 frames: damaged weights")
     except ValueError as exc:
-        raise CheckpointError(f"weights file {path} {exc}") from None
-    model.float().eval().requires_grad_(False)
+        raise CheckpointError(f"weights file {path} {_first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - what passed the checks above and still fails is a damaged file too
+        raise CheckpointError(
+            f"weights file {path} is damaged or not a FLAVR checkpoint ({type(exc).__name__}: {_first_line(exc)})"
+        ) from None
     return Checkpoint(path=path, model=model, architecture=architecture, metadata=metadata)
 
 

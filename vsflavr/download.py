@@ -108,8 +108,6 @@ def verify_weights(path: Path, multi: int) -> None:
     architecture = load_checkpoint(path).architecture
     if architecture.multi != multi:
         raise CheckpointError(f"weights file {path} is a {architecture.multi}x checkpoint, not {multi}x")
-    if architecture.n_inputs != 4:
-        raise CheckpointError(f"weights file {path} reads {architecture.n_inputs} frames; vsflavr needs 4")
 
 
 def download_weights(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,10 @@ from .backends import resolve_device, select_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
 
-__all__ = ["checkpoint_report", "environment_report", "weights_report"]
+__all__ = ["UNUSABLE", "checkpoint_report", "environment_report", "weights_report"]
+
+UNUSABLE = "unusable: "
+"""What :func:`weights_report` writes before the reason a checkpoint it found cannot be used."""
 
 
 def environment_report() -> list[str]:
@@ -30,9 +34,18 @@ def environment_report() -> list[str]:
         f"torch        {torch.__version__}",
         f"vapoursynth  {vs.core.core_version} (API {vs.core.api_version})",
         f"numpy        {np.__version__}",
-        f"CUDA devices {', '.join(_cuda_devices()) or 'none'}",
-        f"default run  {_default_run()}",
+        f"CUDA devices {_or_reason(lambda: ', '.join(_cuda_devices()) or 'none')}",
+        f"default run  {_or_reason(_default_run)}",
     ]
+
+
+def _or_reason(describe: Callable[[], str]) -> str:
+    """``describe()``, or why it failed in one line (a broken CUDA install must not stop the report)."""
+    try:
+        return describe()
+    except Exception as exc:  # noqa: BLE001 - any failure of the driver or of torch is reported, not raised
+        text = str(exc).strip()
+        return f"unavailable ({type(exc).__name__}: {text.splitlines()[0] if text else 'no message'})"
 
 
 def _default_run() -> str:
@@ -90,7 +103,7 @@ def _describe_file(path: Path) -> str:
     try:
         multi = f"{load_checkpoint(path).architecture.multi}x"
     except CheckpointError as exc:
-        multi = f"unusable: {exc}"
+        multi = f"{UNUSABLE}{exc}"
     return f"{path.name}  {multi}  {_size(path.stat().st_size)}"
 
 
