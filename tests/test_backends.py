@@ -325,8 +325,8 @@ def test_trt_engine_is_built_once_and_reused(tiny_2x: Path, tmp_path: Path) -> N
     backend = TensorRTBackend(device=torch.device("cuda", 0), cache_dir=tmp_path)
     out = backend.load(load_checkpoint(tiny_2x).model)(x)
     torch.testing.assert_close(out, reference(tiny_2x, x), rtol=0, atol=FP16_TOLERANCE)
-    engines = list(tmp_path.glob("*.ep"))
+    engines = list(tmp_path.glob("*.pt2"))
     assert len(engines) == 1 and "1x4x3x64x64_fp16" in engines[0].name
     again = backend.load(load_checkpoint(tiny_2x).model)(x)
-    assert list(tmp_path.glob("*.ep")) == engines
+    assert list(tmp_path.glob("*.pt2")) == engines
     torch.testing.assert_close(again, out, rtol=0, atol=1e-3)

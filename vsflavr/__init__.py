@@ -10,9 +10,10 @@ import logging
 import os
 from fractions import Fraction
 
+import torch
 import vapoursynth as vs
 
-from .backends import DEFAULT_OVERLAP, resolve_device, select_backend
+from .backends import DEFAULT_OVERLAP, Backend, Runner, resolve_device, select_backend
 from .checkpoint import Checkpoint, CheckpointError
 from .pipeline import interpolate
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
@@ -103,10 +104,7 @@ def flavr(
             f"makes phases k/{grid}); use a multi that divides {grid}, a checkpoint whose multi is a multiple of "
             f"{integer_multi}, or fps_num/fps_den for the nearest phases"
         )
-    try:
-        runner = settings.load(checkpoint.model)
-    except ValueError as exc:
-        raise vs.Error(f"flavr: {exc}") from None
+    runner = _start_backend(settings, checkpoint, backend, torch_device)
     if sc and sc_threshold is not None:
         clip = mark_scene_changes(clip, sc_threshold)
     schedule = Schedule(clip.num_frames, ratio, grid)
@@ -174,3 +172,23 @@ def _load_weights(weights: str | os.PathLike[str] | None, multi: int | None, aut
         return resolve_checkpoint(weights, multi, auto_download=auto_download)
     except (CheckpointError, WeightsNotFound) as exc:
         raise vs.Error(f"flavr: {exc}") from None
+
+
+def _start_backend(settings: Backend, checkpoint: Checkpoint, backend: str, device: torch.device) -> Runner:
+    """``settings.load`` with every failure as a one-line vs.Error that says what to do."""
+    try:
+        return settings.load(checkpoint.model)
+    except ValueError as exc:
+        raise vs.Error(f"flavr: {exc}") from None
+    except torch.cuda.OutOfMemoryError:
+        raise vs.Error(
+            f"flavr: {device} ran out of memory loading the network; close other programs on the GPU, "
+            "choose another device, or use device='cpu'"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a driver, CUDA or library failure; the user needs its one line
+        text = str(exc).strip()
+        raise vs.Error(
+            f"flavr: backend={backend!r} failed to start on {device} ({type(exc).__name__}: "
+            f"{text.splitlines()[0] if text else 'no message'}); check the GPU and its driver with "
+            "`python -m vsflavr info`, or try backend='torch' or device='cpu'"
+        ) from None

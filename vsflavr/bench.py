@@ -223,14 +223,19 @@ def run_bench(
             for spec in specs:
                 try:
                     runner = _backend(spec, device).load(copy.deepcopy(network))
-                except ValueError as exc:
-                    unavailable.append(f"{size} | {multi} | {spec} | unavailable: {exc}")
-                    continue
-                timings[spec] = _Timing.start(partial(runner, frames))
+                    timings[spec] = _Timing.start(partial(runner, frames))
+                except Exception as exc:  # noqa: BLE001 - a backend that fails (TensorRT, out of memory) is a row
+                    unavailable.append(f"{size} | {multi} | {spec} | unavailable: {_reason(exc)}")
             # Rounds over every backend in turn, so that load from other work hits them all alike.
             for _ in range(repeats):
-                for timing in timings.values():
-                    timing.time_pass(device)
+                for spec, timing in list(timings.items()):
+                    try:
+                        timing.time_pass(device)
+                    except Exception as exc:  # as above, for a failure after the first pass
+                        if spec == BASELINE:
+                            raise
+                        del timings[spec]
+                        unavailable.append(f"{size} | {multi} | {spec} | unavailable: {_reason(exc)}")
             baseline = timings[BASELINE]
             for label, timing in timings.items():
                 diff = (timing.output - baseline.output).abs().max().item()
@@ -240,3 +245,10 @@ def run_bench(
                 print(line, file=out, flush=True)
             failed |= bool(unavailable)
     return failed
+
+
+def _reason(exc: Exception) -> str:
+    """Why a backend could not run, in one line: the message of a ValueError, else the type and first line."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else "no message"
+    return first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"

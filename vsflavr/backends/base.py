@@ -11,6 +11,7 @@ frames to the device and back, concurrent requests and tiling are the runner's.
 from __future__ import annotations
 
 import queue
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -67,32 +68,70 @@ class _CpuLane:
         return compute(frames.to(self.dtype))
 
 
+def pinned_empty(shape: torch.Size) -> Tensor:
+    """An uninitialised float32 host tensor in page-locked memory (fast, asynchronous copies to a GPU)."""
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True)
+
+
 class _CudaLane:
-    """One CUDA stream with its own pinned host buffers; lanes run concurrently."""
+    """One CUDA stream with its own pinned host buffers; lanes run concurrently.
+
+    A lane keeps one input and one output buffer, replaced when the frame size changes,
+    so page-locked memory stays bounded at one window's worth per lane.
+    """
 
     def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
         self.device = device
         self.dtype = dtype
         self.stream = torch.cuda.Stream(device)
-        self._pinned: dict[tuple[str, tuple[int, ...]], Tensor] = {}
+        self._pinned: dict[str, Tensor] = {}
 
     def _host(self, role: str, shape: torch.Size) -> Tensor:
         """This lane's pinned buffer for ``role`` ("in" or "out"), reused while the shape stays."""
-        key = (role, tuple(shape))
-        if key not in self._pinned:
-            self._pinned[key] = torch.empty(shape, dtype=torch.float32, pin_memory=True)
-        return self._pinned[key]
+        buffer = self._pinned.get(role)
+        if buffer is None or buffer.shape != shape:
+            self._pinned.pop(role, None)  # the old buffer goes before the new one is allocated
+            buffer = self._pinned[role] = pinned_empty(shape)
+        return buffer
 
     def run(self, frames: Tensor, compute: Callable[[Tensor], Tensor]) -> Tensor:
         host_in = self._host("in", frames.shape)
         host_in.copy_(frames)
-        with torch.cuda.stream(self.stream):
+        # The device first: a stream context alone switches to the stream's device and, on leaving,
+        # back to the thread's current device (GPU 0 in a fresh VapourSynth thread), creating a context there.
+        with torch.cuda.device(self.device), torch.cuda.stream(self.stream):
             x = host_in.to(self.device, non_blocking=True).to(self.dtype)
             y = compute(x)
             host_out = self._host("out", y.shape)
             host_out.copy_(y, non_blocking=True)
-        self.stream.synchronize()
+            self.stream.synchronize()
         return host_out.clone()
+
+
+class _OncePerShape:
+    """``forward`` whose first call for each input shape runs alone.
+
+    ``torch.compile`` (and cuDNN's autotuning) do their slow work on the first call of a
+    shape; two lanes arriving together would both do it, as Dynamo does not recheck its
+    cache after waiting for another compile.  Later calls of a shape run concurrently.
+    """
+
+    def __init__(self, forward: Forward) -> None:
+        self._forward = forward
+        self._ready: set[tuple[tuple[int, ...], torch.dtype]] = set()
+        self._locks: dict[tuple[tuple[int, ...], torch.dtype], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def __call__(self, x: Tensor, mean: Tensor) -> Tensor:
+        key = (tuple(x.shape), x.dtype)
+        if key in self._ready:
+            return self._forward(x, mean)
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            out = self._forward(x, mean)
+            self._ready.add(key)
+        return out
 
 
 class Runner:
@@ -120,7 +159,7 @@ class Runner:
         self.dtype = dtype
         self.tile_for = tile_for
         self.tile_overlap = tile_overlap
-        self._forward = forward
+        self._forward = _OncePerShape(forward)
         self._tiles: dict[tuple[int, int], int | None] = {}
         self._lanes: queue.Queue[_CpuLane | _CudaLane] = queue.Queue()
         for _ in range(lanes):

@@ -9,6 +9,7 @@ seconds; a change of GPU, library version, precision or weights builds a new one
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import logging
 import os
 import re
@@ -52,7 +53,8 @@ def engine_key(
 ) -> str:
     """The file name (without suffix) of the engine built from these inputs; safe on every file system.
 
-    ``versions`` maps library names to versions (torch, torch_tensorrt, tensorrt).  Only
+    ``versions`` maps library names to versions (vsflavr with :data:`ENGINE_FORMAT`, torch,
+    torch_tensorrt, tensorrt).  Only
     the first 16 hex digits of the weights' checksum are kept: enough to tell files apart.
     """
     parts = [
@@ -66,19 +68,49 @@ def engine_key(
     return "_".join(re.sub(r"[^A-Za-z0-9.+-]+", "-", part) for part in parts)
 
 
+ENGINE_FORMAT = "f1"
+"""Changes whenever vsflavr's network code or the way engines are built changes, so older engines are not used."""
+
+
 def _import_tensorrt() -> tuple[Any, Mapping[str, str]]:
-    """torch_tensorrt and the versions that go into an engine's key; ValueError when missing."""
+    """torch_tensorrt and the versions that go into an engine's key; ValueError saying what to do when unusable."""
     try:
         import tensorrt
         import torch_tensorrt
-    except ImportError:
+    except ModuleNotFoundError:
         raise ValueError(MISSING_TRT) from None
+    except Exception as exc:  # noqa: BLE001 - a broken install fails in many ways (a missing libnvinfer, ABI errors)
+        text = str(exc).strip()
+        raise ValueError(
+            f"backend='trt': torch-tensorrt is installed but does not import ({type(exc).__name__}: "
+            f"{text.splitlines()[0] if text else 'no message'}); reinstall it with pip install --force-reinstall "
+            "vsflavr[trt], or use backend='torch'"
+        ) from None
+    if _minor(torch_tensorrt.__version__) != _minor(torch.__version__):
+        raise ValueError(
+            f"backend='trt': torch-tensorrt {torch_tensorrt.__version__} is built for another torch than "
+            f"{torch.__version__}; install the matching one: pip install 'torch-tensorrt=={_minor(torch.__version__)}.*'"
+        )
     versions = {
+        "vsflavr": f"{_vsflavr_version()}-{ENGINE_FORMAT}",
         "torch": torch.__version__,
         "torch_tensorrt": torch_tensorrt.__version__,
         "tensorrt": tensorrt.__version__,
     }
     return torch_tensorrt, versions
+
+
+def _vsflavr_version() -> str:
+    """The installed vsflavr's version ("unknown" when run from a checkout that was never installed)."""
+    try:
+        return importlib.metadata.version("vsflavr")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _minor(version: str) -> str:
+    """``"2.12"`` from ``"2.12.1+cu130"``."""
+    return ".".join(version.split("+")[0].split(".")[:2])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -131,21 +163,23 @@ class _Engines:
             versions=self._versions,
             weights_sha256=self._checksum,
         )
-        path = (backend.cache_dir or default_cache_dir()) / f"{key}.ep"
+        path = (backend.cache_dir or default_cache_dir()) / f"{key}.pt2"
         if not path.is_file():
             logger.info("vsflavr: building a TensorRT engine for %s (minutes, once): %s", shape, path)
             example = torch.zeros(shape, device=backend.device, dtype=backend.dtype)
             example_mean = torch.zeros(shape[0], 3, 1, 1, 1, device=backend.device, dtype=backend.dtype)
+            # The network is already in the target dtype and its inputs too, so the engine runs in that
+            # dtype with the defaults of every torch-tensorrt: 2.10-2.12 type explicitly and refuse
+            # enabled_precisions with it; 2.13 removed both arguments.
             compiled = self._trt.compile(
                 self._model,
                 ir="dynamo",
                 inputs=[example, example_mean],
-                enabled_precisions={backend.dtype},
                 device=backend.device,
                 min_block_size=1,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_name(f"{key}.{os.getpid()}.partial.ep")
+            partial = path.with_name(f"{key}.{os.getpid()}.partial.pt2")
             self._trt.save(compiled, str(partial), inputs=[example, example_mean])
             partial.replace(path)
         engine: Forward = self._trt.load(str(path)).module()

@@ -49,15 +49,18 @@ def plan_axis(size: int, tile: int, overlap: int) -> list[Span]:
     return [(start, start + tile) for start in (round(i * step) for i in range(count))]
 
 
-def axis_weights(spans: list[Span], index: int, dtype: torch.dtype = torch.float32) -> Tensor:
+def axis_weights(
+    spans: list[Span], index: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> Tensor:
     """Blend weights of tile ``index`` along one axis: 1 inside, a linear ramp across each overlap.
 
     Ramps run from the start of an overlap to its end, so in the overlap of two tiles the
     weights fall on one side as they rise on the other; there is no ramp at the frame's edge.
+    The weights are made on ``device`` (default the CPU), with no copy from the host.
     """
     start, stop = spans[index]
-    position = torch.arange(start, stop, dtype=dtype) + 0.5
-    weights = torch.ones(stop - start, dtype=dtype)
+    position = torch.arange(start, stop, dtype=dtype, device=device) + 0.5
+    weights = torch.ones(stop - start, dtype=dtype, device=device)
     if index > 0:
         ramp_stop = spans[index - 1][1]
         weights = torch.minimum(weights, (position - start) / (ramp_stop - start))
@@ -71,12 +74,14 @@ def run_tiled(forward: Callable[[Tensor], Tensor], frames: Tensor, tile: int, ov
     """``forward`` applied tile by tile to ``frames`` (..., H, W) and blended; float32 on the frames' device."""
     height, width = frames.shape[-2:]
     rows, cols = plan_axis(height, tile, overlap), plan_axis(width, tile, overlap)
+    # Made on the device once per call: a copy from pageable host memory would block the host per tile.
+    row_weights = [axis_weights(rows, r, device=frames.device) for r in range(len(rows))]
+    col_weights = [axis_weights(cols, c, device=frames.device) for c in range(len(cols))]
     out: Tensor | None = None
     total = torch.zeros(height, width, device=frames.device)
     for r, (y0, y1) in enumerate(rows):
-        row_weights = axis_weights(rows, r).to(frames.device)
         for c, (x0, x1) in enumerate(cols):
-            weights = row_weights[:, None] * axis_weights(cols, c).to(frames.device)[None, :]
+            weights = row_weights[r][:, None] * col_weights[c][None, :]
             result = forward(frames[..., y0:y1, x0:x1]).float()
             if out is None:
                 out = torch.zeros(*result.shape[:-2], height, width, device=frames.device)
