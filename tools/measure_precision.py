@@ -1,6 +1,6 @@
 """Measure how far bf16 and tiles move FLAVR's output from the fp32 whole-frame result (the README's figures).
 
-    python tools/measure_precision.py
+    PYTHONPATH=. python tools/measure_precision.py
 
 Networks: the official architecture with the parity fixtures' weights (tests/data/flavr_2x.json
 and flavr_8x.json recipes) and the built-in model.  Inputs: the parity fixtures' inputs, and a
@@ -12,6 +12,7 @@ absolute differences on the 0..1 scale.
 
 from __future__ import annotations
 
+import importlib
 import sys
 import tempfile
 from pathlib import Path
@@ -19,16 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vsflavr.backends import CPUBackend, cpu_supports_bf16
+from vsflavr.checkpoint import load_checkpoint
+from vsflavr.evaluate import open_rgbs
+from vsflavr.frames import pad_to_multiple
+from vsflavr.weights import BUILTIN_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from parity import fixture, write_official_checkpoint  # noqa: E402
-
-from vsflavr.backends import CPUBackend, cpu_supports_bf16  # noqa: E402
-from vsflavr.checkpoint import load_checkpoint  # noqa: E402
-from vsflavr.evaluate import open_rgbs  # noqa: E402
-from vsflavr.frames import pad_to_multiple  # noqa: E402
-from vsflavr.weights import BUILTIN_MODEL  # noqa: E402
 
 
 def footage_window(first: int = 10) -> torch.Tensor:
@@ -47,11 +45,13 @@ def diff(a: torch.Tensor, b: torch.Tensor, border: int = 0) -> str:
 def main() -> None:
     print(f"torch {torch.__version__}, native CPU bf16: {cpu_supports_bf16()}, threads {torch.get_num_threads()}")
     footage = footage_window()
+    sys.path.insert(0, str(ROOT / "tests"))
+    parity = importlib.import_module("parity")  # the fixtures' weight recipe
     with tempfile.TemporaryDirectory() as tmp:
         networks = {}
         for name in ("flavr_2x", "flavr_8x"):
-            meta, arrays = fixture(name)
-            path = write_official_checkpoint(meta, Path(tmp) / f"{name}.pth")
+            meta, arrays = parity.fixture(name)
+            path = parity.write_official_checkpoint(meta, Path(tmp) / f"{name}.pth")
             inputs = torch.from_numpy(arrays["inputs"]).transpose(0, 1).contiguous()  # (B, 4, 3, H, W)
             networks[f"official {name} (parity weights)"] = (path, inputs)
         networks["built-in flavr_s_2x"] = (BUILTIN_MODEL, None)

@@ -14,9 +14,13 @@ ALIGN = 8
 
 
 def frame_to_tensor(frame: vs.VideoFrame) -> torch.Tensor:
-    """A float RGB frame (RGBS or RGBH) as a (3, H, W) float32 CPU tensor."""
+    """A float RGB frame (RGBS or RGBH) as a (3, H, W) float32 CPU tensor; NaN becomes 0 and +-inf 1 and 0.
+
+    A non-finite pixel would otherwise reach every pixel of the interpolated frames through the
+    network's mean and gates.
+    """
     planes = np.stack([np.asarray(frame[p]) for p in range(3)])
-    return torch.from_numpy(planes.astype(np.float32, copy=False))
+    return torch.from_numpy(planes.astype(np.float32, copy=False)).nan_to_num_(0.0, 1.0, 0.0)
 
 
 def write_tensor(tensor: torch.Tensor, template: vs.VideoFrame) -> vs.VideoFrame:

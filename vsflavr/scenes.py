@@ -21,8 +21,22 @@ _DIFF_PROP = "FLAVRSceneDiff"
 
 
 def is_cut(before: vs.VideoFrame, after: vs.VideoFrame) -> bool:
-    """Whether a scene cut lies between two consecutive source frames, by their properties."""
-    return bool(before.props.get("_SceneChangeNext", 0)) or bool(after.props.get("_SceneChangePrev", 0))
+    """Whether a scene cut lies between two consecutive source frames, by their properties.
+
+    A property is a cut when it is a nonzero number; one that is not a number (a string, an
+    array) is a vs.Error, as a guess either way could interpolate across a cut.
+    """
+    return _flag(before, "_SceneChangeNext") or _flag(after, "_SceneChangePrev")
+
+
+def _flag(frame: vs.VideoFrame, name: str) -> bool:
+    value = frame.props.get(name, 0)
+    if isinstance(value, int | float):
+        return bool(value)
+    raise vs.Error(
+        f"flavr: frame property {name} must be a number (1: a cut, 0: none), got {value!r} "
+        f"({type(value).__name__}); fix or delete it, e.g. core.std.RemoveFrameProps(clip, '{name}')"
+    )
 
 
 def mark_scene_changes(clip: vs.VideoNode, threshold: float = DEFAULT_THRESHOLD) -> vs.VideoNode:
@@ -38,7 +52,7 @@ def mark_scene_changes(clip: vs.VideoNode, threshold: float = DEFAULT_THRESHOLD)
 
     def mark(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
         frame, diff = f
-        if diff.props[_DIFF_PROP] <= threshold:
+        if not diff.props[_DIFF_PROP] > threshold:  # NaN (a NaN pixel) is no evidence of a cut
             return frame
         out = frame.copy()
         out.props["_SceneChangeNext"] = 1
