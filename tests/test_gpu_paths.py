@@ -414,3 +414,26 @@ def test_pinned_buffers_are_one_window_per_lane(fake_streams: list[tuple[str, ob
         lane.run(frames(height, 56), lambda x: x[:, 1:2])
     assert sorted(lane._pinned) == ["in", "out"]
     assert lane._pinned["in"].shape == (1, 4, 3, 32, 56) and lane._pinned["out"].shape == (1, 1, 3, 32, 56)
+
+
+def test_out_of_memory_in_a_frame_says_what_to_do(tiny_2x: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU running out of memory on the first frame of a size, not at load: the error's last line says what to do."""
+
+    def forward(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore lines")
+
+    original = CPUBackend.load
+
+    def load(self: CPUBackend, model: object) -> Runner:
+        runner = original(self, model)
+        return Runner(forward, n_outputs=runner.n_outputs, device=runner.device, dtype=runner.dtype)
+
+    monkeypatch.setattr(CPUBackend, "load", load)
+    clip = vs.core.std.BlankClip(width=32, height=24, format=vs.RGBS, length=3)
+    out = vsflavr.flavr(clip, weights=tiny_2x, device="cpu")
+    with pytest.raises(vs.Error) as raised:
+        out.get_frame(1)
+    assert str(raised.value).strip().splitlines()[-1] == (
+        "RuntimeError: flavr: cpu ran out of memory on a 32x24 window; set tile_size (e.g. 512) to run it in "
+        "tiles, close other programs on the GPU, or lower core.num_threads"
+    )

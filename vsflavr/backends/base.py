@@ -185,5 +185,20 @@ class Runner:
 
     @torch.inference_mode()
     def __call__(self, frames: Tensor) -> Tensor:
-        with self._lane() as lane:
-            return lane.run(frames, self._compute)
+        """FLAVR's frames for ``frames``; a failure of the device or library is a RuntimeError saying what to do."""
+        try:
+            with self._lane() as lane:
+                return lane.run(frames, self._compute)
+        except torch.cuda.OutOfMemoryError:
+            height, width = frames.shape[-2:]
+            raise RuntimeError(
+                f"flavr: {self.device} ran out of memory on a {width}x{height} window; set tile_size (e.g. 512) "
+                "to run it in tiles, close other programs on the GPU, or lower core.num_threads"
+            ) from None
+        except Exception as exc:  # a CUDA, cuDNN or TensorRT error: one line the user can act on
+            text = str(exc).strip()
+            raise RuntimeError(
+                f"flavr: the network failed on {self.device} ({type(exc).__name__}: "
+                f"{text.splitlines()[0] if text else 'no message'}); check the GPU with `python -m vsflavr info`, "
+                "or try backend='torch' or device='cpu'"
+            ) from exc
