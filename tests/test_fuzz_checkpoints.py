@@ -241,7 +241,9 @@ def _runs(model: FLAVR) -> None:
     assert out.isfinite().all(), "finite weights, non-finite frames"
 
 
-def test_every_case_is_refused_with_one_line_or_loads_and_runs(base_files: dict[str, bytes], tmp_path: Path) -> None:
+def test_every_case_is_refused_with_one_line_or_loads_and_runs(
+    base_files: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cases = all_cases(base_files)
     assert len(cases) >= 500
     outcomes: Counter[str] = Counter()
@@ -260,7 +262,8 @@ def test_every_case_is_refused_with_one_line_or_loads_and_runs(base_files: dict[
         except Exception as exc:  # noqa: BLE001 - what the test looks for
             escaped.append(f"{name}: {type(exc).__name__}: {exc}"[:300])
     kinds = Counter(name.split(":")[0] if name.startswith(("odd", "plain", "junk")) else name for name, _ in cases)
-    print(f"\ncheckpoint fuzz: {len(cases)} cases, {dict(outcomes)}; by source {dict(kinds)}")
+    with capsys.disabled():  # the case counts show in CI's log
+        print(f"\ncheckpoint fuzz: {len(cases)} cases, {dict(outcomes)}; by source {dict(kinds)}")
     assert not escaped, "\n".join(escaped)
     assert outcomes["refused"] > 300 and outcomes["loads and runs"] > 0
 
@@ -272,7 +275,7 @@ def small_clip() -> vs.VideoNode:
 
 
 def test_a_subset_through_flavr_gives_vs_error_or_frames(
-    base_files: dict[str, bytes], tmp_path: Path, small_clip: vs.VideoNode
+    base_files: dict[str, bytes], tmp_path: Path, small_clip: vs.VideoNode, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cases = random.Random(SEED + 1).sample(all_cases(base_files), 40)
     outcomes: Counter[str] = Counter()
@@ -288,7 +291,8 @@ def test_a_subset_through_flavr_gives_vs_error_or_frames(
         frame = _limited(SECONDS_PER_CASE, lambda out=out: out.get_frame(1))
         assert frame.props["FLAVRInterpolated"] == 1, name
         outcomes["frames"] += 1
-    print(f"\ncheckpoint fuzz through flavr(): {len(cases)} cases, {dict(outcomes)}")
+    with capsys.disabled():  # the case counts show in CI's log
+        print(f"\ncheckpoint fuzz through flavr(): {len(cases)} cases, {dict(outcomes)}")
     assert outcomes["vs.Error"] > 0 and outcomes["frames"] > 0
 
 
@@ -320,7 +324,8 @@ def test_check_weights_and_info_on_damaged_files(
         elif not usable:
             assert out == "" and err.startswith(f"vsflavr check-weights: weights file {path} "), (name, err)
             assert err.count("\n") == 1, (name, err)
-    print(f"\n{command} on damaged files: {len(cases)} cases, exit statuses {dict(statuses)}")
+    with capsys.disabled():  # the case counts show in CI's log
+        print(f"\n{command} on damaged files: {len(cases)} cases, exit statuses {dict(statuses)}")
     assert statuses[0] and statuses[1]
 
 

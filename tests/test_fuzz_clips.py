@@ -176,13 +176,14 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("clips") / "tiny_8x.pth", 7, seed=3)
 
 
-def test_odd_clips_and_properties_are_handled_or_refused(weights: Path) -> None:
+def test_odd_clips_and_properties_are_handled_or_refused(weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rng = random.Random(SEED)
     cases = [random_case(rng) for _ in range(CASES)]
     outcomes: Counter[str] = Counter()
     for case in cases:
         outcomes[check(case, weights, rng)] += 1
-    print(f"\nclip fuzz: {len(cases)} cases, {dict(outcomes)}")
+    with capsys.disabled():  # the case counts show in CI's log
+        print(f"\nclip fuzz: {len(cases)} cases, {dict(outcomes)}")
     assert outcomes["handled"] > CASES // 2
 
 

@@ -181,10 +181,10 @@ def _read_file(path: Path) -> object:
         raise CheckpointError(f"weights file {path} does not exist")
     try:
         with path.open("rb") as f:
-            head = f.read(512).lstrip().lower()
+            head = f.read(512)
     except OSError as exc:
         raise CheckpointError(f"weights file {path} cannot be read ({exc.strerror or exc})") from None
-    if head.startswith((b"<!doctype html", b"<html")):
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
         raise CheckpointError(
             f"weights file {path} is an HTML page, not a checkpoint (a download that returned an error, "
             "quota or sign-in page?); download it again"
@@ -199,16 +199,18 @@ def _read_file(path: Path) -> object:
             ) from None
         raise CheckpointError(f"weights file {path} is corrupt or not a PyTorch checkpoint") from None
     except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on damaged bytes; each means the same
+        # A checkpoint is a zip (torch >= 1.6) or a pickle (protocol 2 and later start with 0x80).
+        looks_like = head.startswith((b"PK\x03\x04", b"\x80"))
+        reason = _first_line(exc) if looks_like else f"it starts with {head[:8]!r}, neither a zip nor a pickle"
         raise CheckpointError(
-            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({_first_line(exc)}); "
-            "download it again"
+            f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({reason}); download it again"
         ) from None
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first line of an exception's message, or its type's name when it has none."""
+    """The first sentence of an exception's message, or its type's name when it has none."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].split(". ")[0].removesuffix(".") if text else type(exc).__name__
 
 
 _PROBE_LIMIT = 1e4
@@ -247,7 +249,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if not (largest := _probe(model)) <= _PROBE_LIMIT:
             raise ValueError(f"gives values of {largest:.3g} on a test window of 0..1 frames: damaged weights")
     except ValueError as exc:
-        raise CheckpointError(f"weights file {path} {_first_line(exc)}") from None
+        raise CheckpointError(f"weights file {path} {exc}") from None  # vsflavr's own one-line reasons
     except Exception as exc:  # noqa: BLE001 - what passed the checks above and still fails is a damaged file too
         raise CheckpointError(
             f"weights file {path} is damaged or not a FLAVR checkpoint ({type(exc).__name__}: {_first_line(exc)})"

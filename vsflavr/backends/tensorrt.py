@@ -3,7 +3,7 @@
 An engine is built for one input shape (the padded frame, or the tile) the first time
 that shape is seen: that takes minutes.  It is saved in the user cache directory under a
 name holding every input of the build (see :func:`engine_key`), and later runs load it in
-seconds; a change of GPU, library version, precision or weights builds a new one.
+seconds; a change of GPU, vsflavr or library version, precision or weights builds a new one.
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def engine_key(
     """The file name (without suffix) of the engine built from these inputs; safe on every file system.
 
     ``versions`` maps library names to versions (vsflavr with :data:`ENGINE_FORMAT`, torch,
-    torch_tensorrt, tensorrt).  Only
-    the first 16 hex digits of the weights' checksum are kept: enough to tell files apart.
+    torch_tensorrt, tensorrt).  Only the first 16 hex digits of the weights' checksum are
+    kept: enough to tell files apart.
     """
     parts = [
         "flavr",
