@@ -44,8 +44,8 @@ def frames(height: int = 32, width: int = 32, seed: int = 0) -> torch.Tensor:
 def fake_torch_tensorrt(version: str, calls: list[dict[str, object]]) -> types.ModuleType:
     """torch_tensorrt ``version`` as far as vsflavr uses it, enforcing that release's rules on compile's arguments.
 
-    2.10-2.12 default to ``use_explicit_typing=True`` and assert that ``enabled_precisions`` is
-    not given with it; 2.13 removed both arguments.  ``save`` wants a ``.pt2`` file, as torch.export does.
+    2.10-2.12 default to ``use_explicit_typing=True`` and then assert that ``enabled_precisions``
+    holds nothing but fp32 (read from their wheels' dynamo/_compiler.py); 2.13 removed both arguments.  ``save`` wants a ``.pt2`` file, as torch.export does.
     """
     minor = int(version.split(".")[1])
     trt = types.ModuleType("torch_tensorrt")
@@ -55,7 +55,7 @@ def fake_torch_tensorrt(version: str, calls: list[dict[str, object]]) -> types.M
         removed = {"enabled_precisions", "use_explicit_typing"} & set(settings)
         if minor >= 13 and removed:
             raise TypeError(f"compile() got an unexpected keyword argument {min(removed)!r}")
-        if settings.get("use_explicit_typing", True) and "enabled_precisions" in settings:
+        if settings.get("use_explicit_typing", True) and set(settings.get("enabled_precisions", ())) - {torch.float32}:
             raise AssertionError(
                 "When use_explicit_typing is enabled, only torch.float32 is allowed in enabled_precisions"
             )
@@ -106,6 +106,7 @@ def test_trt_builds_in_the_target_dtype_on_every_torch_tensorrt(
     (call,) = calls
     assert call["weights"] == {dtype} and call["inputs"] == {dtype}
     assert "enabled_precisions" not in call and "use_explicit_typing" not in call
+    assert call["disable_tf32"] == (precision == "fp32")  # fp32 means fp32, as on the torch backend
     (engine,) = tmp_path.iterdir()
     assert engine.suffix == ".pt2" and f"_{precision}_Fake-GPU_" in engine.name
     assert f"vsflavr-{vsflavr.__version__}-{ENGINE_FORMAT}" in engine.name  # a change of network code rebuilds

@@ -170,13 +170,14 @@ class _Engines:
             example_mean = torch.zeros(shape[0], 3, 1, 1, 1, device=backend.device, dtype=backend.dtype)
             # The network is already in the target dtype and its inputs too, so the engine runs in that
             # dtype with the defaults of every torch-tensorrt: 2.10-2.12 type explicitly and refuse
-            # enabled_precisions with it; 2.13 removed both arguments.
+            # enabled_precisions with it; 2.13 removed both arguments.  TF32 off: fp32 means fp32.
             compiled = self._trt.compile(
                 self._model,
                 ir="dynamo",
                 inputs=[example, example_mean],
                 device=backend.device,
                 min_block_size=1,
+                disable_tf32=backend.precision == "fp32",
             )
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{key}.{os.getpid()}.partial.pt2")
