@@ -15,6 +15,7 @@ import vapoursynth as vs
 
 from .backends import DEFAULT_OVERLAP, Backend, Runner, resolve_device, select_backend
 from .checkpoint import Checkpoint, CheckpointError
+from .errors import one_line
 from .pipeline import interpolate
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
 from .schedule import Schedule
@@ -186,9 +187,7 @@ def _start_backend(settings: Backend, checkpoint: Checkpoint, backend: str, devi
             "choose another device, or use device='cpu'"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a driver, CUDA or library failure; the user needs its one line
-        text = str(exc).strip()
         raise vs.Error(
-            f"flavr: backend={backend!r} failed to start on {device} ({type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else 'no message'}); check the GPU and its driver with "
-            "`python -m vsflavr info`, or try backend='torch' or device='cpu'"
+            f"flavr: backend={backend!r} failed to start on {device} ({one_line(exc)}); check the GPU and its "
+            "driver with `python -m vsflavr info`, or try backend='torch' or device='cpu'"
         ) from None

@@ -22,6 +22,7 @@ from .backends import resolve_device
 from .bench import default_specs, parse_size, run_bench
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, DownloadError, Source, download_weights, official_sources
+from .errors import first_line
 from .info import UNUSABLE, checkpoint_report, environment_report, weights_report
 from .scenes import DEFAULT_THRESHOLD
 from .weights import ENV_WEIGHTS_DIR, default_download_dir, user_weights_dir
@@ -336,8 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.run(args))
         except Exception as exc:  # a command ends with one line, never a traceback
-            text = str(exc).strip()
-            logger.error("vsflavr %s: %s", args.command, text.splitlines()[0] if text else type(exc).__name__)
+            logger.error("vsflavr %s: %s", args.command, first_line(exc))
             logger.debug("the failure in full", exc_info=True)
             return 1
 

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .backends import Backend, select_backend
 from .checkpoint import load_checkpoint
+from .errors import first_line, one_line
 from .network import FLAVR
 
 __all__ = ["Row", "default_specs", "parse_size", "run_bench", "sample_frames"]
@@ -249,6 +250,4 @@ def run_bench(
 
 def _reason(exc: Exception) -> str:
     """Why a backend could not run, in one line: the message of a ValueError, else the type and first line."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else "no message"
-    return first if isinstance(exc, ValueError) else f"{type(exc).__name__}: {first}"
+    return first_line(exc) if isinstance(exc, ValueError) else one_line(exc)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .errors import first_line, one_line
 from .network import FLAVR, Skip
 
 __all__ = ["Architecture", "Checkpoint", "CheckpointError", "load_checkpoint", "read_architecture", "save_checkpoint"]
@@ -201,16 +202,15 @@ def _read_file(path: Path) -> object:
     except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on damaged bytes; each means the same
         # A checkpoint is a zip (torch >= 1.6) or a pickle (protocol 2 and later start with 0x80).
         looks_like = head.startswith((b"PK\x03\x04", b"\x80"))
-        reason = _first_line(exc) if looks_like else f"it starts with {head[:8]!r}, neither a zip nor a pickle"
+        reason = _first_sentence(exc) if looks_like else f"it starts with {head[:8]!r}, neither a zip nor a pickle"
         raise CheckpointError(
             f"weights file {path} is truncated, corrupt or not a PyTorch checkpoint ({reason}); download it again"
         ) from None
 
 
-def _first_line(exc: BaseException) -> str:
-    """The first sentence of an exception's message, or its type's name when it has none."""
-    text = str(exc).strip()
-    return text.splitlines()[0].split(". ")[0].removesuffix(".") if text else type(exc).__name__
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's message (torch.load's run on for lines), or its type's name."""
+    return first_line(exc).split(". ")[0].removesuffix(".")
 
 
 _PROBE_LIMIT = 1e4
@@ -251,9 +251,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except ValueError as exc:
         raise CheckpointError(f"weights file {path} {exc}") from None  # vsflavr's own one-line reasons
     except Exception as exc:  # noqa: BLE001 - what passed the checks above and still fails is a damaged file too
-        raise CheckpointError(
-            f"weights file {path} is damaged or not a FLAVR checkpoint ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
+        raise CheckpointError(f"weights file {path} is damaged or not a FLAVR checkpoint ({one_line(exc)})") from None
     return Checkpoint(path=path, model=model, architecture=architecture, metadata=metadata)
 
 

@@ -19,6 +19,7 @@ from . import __version__, weights
 from .backends import resolve_device, select_backend
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
+from .errors import one_line
 
 __all__ = ["UNUSABLE", "checkpoint_report", "environment_report", "weights_report"]
 
@@ -44,8 +45,7 @@ def _or_reason(describe: Callable[[], str]) -> str:
     try:
         return describe()
     except Exception as exc:  # noqa: BLE001 - any failure of the driver or of torch is reported, not raised
-        text = str(exc).strip()
-        return f"unavailable ({type(exc).__name__}: {text.splitlines()[0] if text else 'no message'})"
+        return f"unavailable ({one_line(exc)})"
 
 
 def _default_run() -> str:

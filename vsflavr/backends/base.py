@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..errors import one_line
 from ..network import FLAVR, channel_mean
 from .tiling import check_tiling, run_tiled
 
@@ -196,9 +197,7 @@ class Runner:
                 "to run it in tiles, close other programs on the GPU, or lower core.num_threads"
             ) from None
         except Exception as exc:  # a CUDA, cuDNN or TensorRT error: one line the user can act on
-            text = str(exc).strip()
             raise RuntimeError(
-                f"flavr: the network failed on {self.device} ({type(exc).__name__}: "
-                f"{text.splitlines()[0] if text else 'no message'}); check the GPU with `python -m vsflavr info`, "
-                "or try backend='torch' or device='cpu'"
+                f"flavr: the network failed on {self.device} ({one_line(exc)}); check the GPU with "
+                "`python -m vsflavr info`, or try backend='torch' or device='cpu'"
             ) from exc

@@ -23,6 +23,7 @@ import platformdirs
 import torch
 from torch import Tensor
 
+from ..errors import one_line
 from ..network import FLAVR
 from .base import Forward, Runner
 from .cuda import GPUBackend
@@ -80,11 +81,9 @@ def _import_tensorrt() -> tuple[Any, Mapping[str, str]]:
     except ModuleNotFoundError:
         raise ValueError(MISSING_TRT) from None
     except Exception as exc:  # noqa: BLE001 - a broken install fails in many ways (a missing libnvinfer, ABI errors)
-        text = str(exc).strip()
         raise ValueError(
-            f"backend='trt': torch-tensorrt is installed but does not import ({type(exc).__name__}: "
-            f"{text.splitlines()[0] if text else 'no message'}); reinstall it with pip install --force-reinstall "
-            "vsflavr[trt], or use backend='torch'"
+            f"backend='trt': torch-tensorrt is installed but does not import ({one_line(exc)}); reinstall it "
+            "with pip install --force-reinstall vsflavr[trt], or use backend='torch'"
         ) from None
     if _minor(torch_tensorrt.__version__) != _minor(torch.__version__):
         raise ValueError(
