@@ -438,3 +438,19 @@ def test_out_of_memory_in_a_frame_says_what_to_do(tiny_2x: Path, monkeypatch: py
         "RuntimeError: flavr: cpu ran out of memory on a 32x24 window; set tile_size (e.g. 512) to run it in "
         "tiles, close other programs on the GPU, or lower core.num_threads"
     )
+
+
+def test_a_broken_cuda_install_is_a_vs_error(tiny_2x: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> int:
+        raise RuntimeError("Unexpected error from cudaGetDeviceCount(). Did you run some cuda functions before?\nmore")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", broken)
+    clip = vs.core.std.BlankClip(width=32, height=24, format=vs.RGBS, length=3)
+    with pytest.raises(
+        vs.Error,
+        match=r"^flavr: cannot ask CUDA for device 1 \(RuntimeError: Unexpected error from "
+        r"cudaGetDeviceCount\(\)\. Did you run some cuda functions before\?\); check the GPU",
+    ) as raised:
+        vsflavr.flavr(clip, weights=tiny_2x, device=1)
+    assert "\n" not in str(raised.value)

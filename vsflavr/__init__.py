@@ -95,6 +95,11 @@ def flavr(
         settings = select_backend(backend, torch_device, precision, tile_size=tile_size, tile_overlap=tile_overlap)
     except ValueError as exc:
         raise vs.Error(f"flavr: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - torch asking a broken CUDA install
+        raise vs.Error(
+            f"flavr: cannot ask CUDA for device {device!r} ({one_line(exc)}); check the GPU and its driver with "
+            "`python -m vsflavr info`, or use device='cpu'"
+        ) from None
 
     integer_multi = int(ratio) if fps_num is None else None
     checkpoint = _load_weights(weights, integer_multi, auto_download)
