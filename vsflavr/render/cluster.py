@@ -87,9 +87,11 @@ def connect(address: str | None, workers: int | None) -> Cluster:
         gpus = 0
     slots = workers or gpus or max(1, cpus // 4)
     if gpus:
-        ray.init(num_cpus=max(cpus, slots), num_gpus=min(slots, gpus), include_dashboard=False, **quiet)
+        ray.init(
+            address="local", num_cpus=max(cpus, slots), num_gpus=min(slots, gpus), include_dashboard=False, **quiet
+        )
         return Cluster(min(slots, gpus), 1, 1, f"local Ray: {min(slots, gpus)} workers, one GPU each")
-    ray.init(num_cpus=max(cpus, slots), num_gpus=0, include_dashboard=False, **quiet)
+    ray.init(address="local", num_cpus=max(cpus, slots), num_gpus=0, include_dashboard=False, **quiet)
     share = max(1, cpus // slots)
     return Cluster(slots, share, 0, f"local Ray: {slots} workers, {share} CPU cores each")
 

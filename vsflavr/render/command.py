@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import importlib.util
 import json
 import logging
 import math
@@ -107,7 +106,9 @@ def add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def render(args: argparse.Namespace) -> int:
     """Run the command; 0 when OUT is written and whole, 1 on failure, 2 when Ray is missing."""
-    if importlib.util.find_spec("ray") is None:
+    try:
+        import ray  # noqa: F401 - only to say early what is missing
+    except ImportError:
         logger.error(
             "vsflavr render: needs the Python package ray; install it with: pip install 'vsflavr[distributed]'"
         )
@@ -223,7 +224,9 @@ def _finished(record: dict[str, Any], chunk: Chunk, chunks_dir: Path) -> bool:
     path, md5 = chunks_dir / record["file"], chunks_dir / f"{chunk.name}.md5"
     if not (path.is_file() and md5.is_file()):
         return False
-    return file_sha256(path) == record["file_sha256"] and frame_digest(md5.read_text().split()) == record["frame_digest"]
+    return (
+        file_sha256(path) == record["file_sha256"] and frame_digest(md5.read_text().split()) == record["frame_digest"]
+    )
 
 
 def _fraction(text: str) -> Fraction:

@@ -31,10 +31,10 @@ def frame_bytes(header: bytes) -> int:
     except (KeyError, ValueError):
         raise Y4MError(f"no frame size in the y4m header {header!r}") from None
     colorspace = fields.get(b"C", b"420jpeg").decode()
-    m = re.fullmatch(r"(mono|420|422|444|411)(?:jpeg|mpeg2|paldv|alpha|p(\d+))?", colorspace)
+    m = re.fullmatch(r"(mono|420|422|444|411)(?:jpeg|mpeg2|paldv|alpha|p?(\d+))?", colorspace)
     if m is None:
         raise Y4MError(f"unsupported y4m colour space C{colorspace}")
-    depth = int(m.group(2) or (16 if colorspace == "mono16" else 8))
+    depth = int(m.group(2) or 8)
     sample = 1 if depth <= 8 else 2
     luma = width * height
     chroma = {
