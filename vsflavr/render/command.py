@@ -282,11 +282,30 @@ def _run(
     return retried
 
 
+def _refuse_changes(
+    manifest_path: Path, job: dict[str, Any], workdir: Path
+) -> tuple[dict[int, dict[str, Any]], dict[str, Any] | None]:
+    """The manifest's chunk and output records, if its job line agrees with ``job`` on every field ``job`` has."""
+    try:
+        old, records, spliced = manifest.read(manifest_path)
+    except (OSError, manifest.ManifestError) as exc:
+        raise RenderError(str(exc)) from None
+    changed = manifest.differences({k: old.get(k) for k in job}, job)
+    if changed:
+        raise RenderError(
+            f"cannot resume: {', '.join(changed)} changed since the job in {workdir} started; "
+            "run with the same settings, or start a new job in another --workdir"
+        )
+    return records, spliced
+
+
 def _render(args: argparse.Namespace) -> None:
     started = time.monotonic()
     script, out, script_args, encoder, workdir = _options(args)
     chunks_dir, manifest_path = workdir / "chunks", workdir / "manifest.jsonl"
     with _locked(workdir, out):
+        if args.resume and manifest_path.exists():  # before scanning the source: a changed script is refused at once
+            _refuse_changes(manifest_path, {"script_sha256": file_sha256(script), "args": list(script_args)}, workdir)
         job, plan = _prepare(script, script_args, args.sc_threshold, args.chunk_seconds, workdir)
         job |= {"encoder": list(encoder), "ext": args.ext, "chunks": [[c.start, c.end] for c in plan]}
         job = json.loads(json.dumps(job))
@@ -297,16 +316,7 @@ def _render(args: argparse.Namespace) -> None:
                 raise RenderError(
                     f"{workdir} already holds a job; add --resume to continue it, or use another --workdir"
                 )
-            try:
-                old, records, spliced = manifest.read(manifest_path)
-            except (OSError, manifest.ManifestError) as exc:
-                raise RenderError(str(exc)) from None
-            changed = manifest.differences(old, job)
-            if changed:
-                raise RenderError(
-                    f"cannot resume: {', '.join(changed)} changed since the job in {workdir} started; "
-                    "run with the same settings, or start a new job in another --workdir"
-                )
+            records, spliced = _refuse_changes(manifest_path, job, workdir)
             done = {i: r for i, r in records.items() if _finished(r, plan[i], chunks_dir)}
             if spliced and len(done) == len(plan) and out.is_file() and file_sha256(out) == spliced["sha256"]:
                 print(f"render: {out} is already complete ({total} frames, {len(plan)} chunks); nothing to do")
