@@ -97,8 +97,10 @@ def reference(script: list[str]) -> list[tuple[str, ...]]:
     return frames
 
 
-def render(*args: str, wait: bool = True) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
-    command = [sys.executable, "-m", "vsflavr", "render", "-q", "--chunk-seconds", "1", *args]
+def render(
+    *args: str, wait: bool = True, quiet: bool = True
+) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    command = [sys.executable, "-m", "vsflavr", "render", *(["-q"] if quiet else []), "--chunk-seconds", "1", *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
@@ -119,8 +121,9 @@ def leftovers(workdir: Path) -> list[Path]:
 
 def test_default_ffv1_on_a_local_ray_equals_one_run(script: list[str], reference: list, tmp_path: Path) -> None:
     out = tmp_path / "film.mkv"
-    result = render(*script, "-o", str(out), "--workers", "2")
+    result = render(*script, "-o", str(out), "--workers", "2", quiet=False)
     assert result.returncode == 0, result.stderr
+    assert "160/160 [" in result.stderr and "frame/s]" in result.stderr  # the progress bar, in frames
     assert "160 frames" in result.stdout and "5 chunks: 5 rendered, 0 already done, 0 retried" in result.stdout
     assert decode(out) == reference  # hashes, timestamps, durations and the frame count
     workdir = tmp_path / "film.mkv.render"

@@ -117,7 +117,9 @@ def test_tee_passes_the_stream_through_and_hashes_each_frame() -> None:
     assert size == 2 * (15 + 2 * 3 * 2)
     frames = [bytes([i]) * size for i in range(3)]
     sink = io.BytesIO()
-    assert tee_frames(io.BytesIO(y4m(frames)), sink) == [hashlib.md5(f).hexdigest() for f in frames]
+    counts: list[int] = []
+    assert tee_frames(io.BytesIO(y4m(frames)), sink, counts.append) == [hashlib.md5(f).hexdigest() for f in frames]
+    assert counts == [1, 2, 3]
     assert sink.getvalue() == y4m(frames)
     assert frame_bytes(b"YUV4MPEG2 W4 H2 F25:1 C444") == 24 and frame_bytes(b"YUV4MPEG2 W4 H2 Cmono16") == 16
     with pytest.raises(Y4MError, match="inside frame 2"):

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +122,21 @@ def _claim_attempt(directory: Path, name: str) -> tuple[int, Path]:
             attempt += 1
 
 
+def _throttled(report: Callable[[int], None] | None, every: float = 1.0) -> Callable[[int], None] | None:
+    """``report``, called at most once per ``every`` seconds."""
+    if report is None:
+        return None
+    last = time.monotonic()
+
+    def call(frames: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= every:
+            last = time.monotonic()
+            report(frames)
+
+    return call
+
+
 def _last_line(path: Path) -> str:
     lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1] if lines else "(no message)"
@@ -136,8 +151,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def run_chunk(job: ChunkJob) -> ChunkResult:
+def run_chunk(job: ChunkJob, report: Callable[[int], None] | None = None) -> ChunkResult:
     """Render ``job.chunk`` to ``<directory>/<name><ext>`` and its frame MD5s to ``<name>.md5``.
+
+    ``report(frames)``, when given, hears how many frames have passed, about once a second.
 
     Raises :class:`ChunkError` with the failing program's last message line; the temporary
     file is removed and both children are killed whatever happens (exceptions, cancellation).
@@ -173,7 +190,7 @@ def run_chunk(job: ChunkJob) -> ChunkResult:
             assert enc.stdin is not None and vsp.stdout is not None
             stream_error = None
             try:
-                hashes = tee_frames(vsp.stdout, enc.stdin)
+                hashes = tee_frames(vsp.stdout, enc.stdin, _throttled(report))
             except (Y4MError, OSError) as exc:  # OSError: the encoder stopped reading
                 hashes, stream_error = [], exc
             try:

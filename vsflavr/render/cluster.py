@@ -96,6 +96,25 @@ def connect(address: str | None, workers: int | None) -> Cluster:
     return Cluster(slots, share, 0, f"local Ray: {slots} workers, {share} CPU cores each")
 
 
+@ray.remote(num_cpus=0)
+class _Progress:
+    """Frames done so far by each running chunk, as its task reports them."""
+
+    def __init__(self) -> None:
+        self.frames: dict[int, int] = {}
+
+    def report(self, index: int, frames: int) -> None:
+        self.frames[index] = frames
+
+    def take(self) -> dict[int, int]:
+        return self.frames
+
+
+def _task(job: ChunkJob, progress: ray.actor.ActorHandle) -> ChunkResult:
+    """What a Ray task runs: one chunk, reporting its frames to the progress actor."""
+    return run_chunk(job, lambda frames: progress.report.remote(job.chunk.index, frames))
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, ChunkError):
         return str(exc.cause)
@@ -108,13 +127,17 @@ def run_all(
     cluster: Cluster,
     max_tries: int,
     on_done: Callable[[ChunkResult], None],
+    on_progress: Callable[[int], None],
 ) -> None:
     """Run every job as a Ray task, at most ``cluster.slots`` at a time, calling ``on_done`` as each finishes.
+
+    ``on_progress(frames)`` hears, about once a second, how many frames the running chunks have done.
 
     Raises :class:`ChunkFailed` for the first chunk that failed ``max_tries`` times; the tasks
     still running are then cancelled (their workers killed, and with them vspipe and the encoder).
     """
-    task = ray.remote(run_chunk).options(
+    progress = _Progress.remote()
+    task = ray.remote(_task).options(
         num_cpus=cluster.num_cpus,
         num_gpus=cluster.num_gpus,
         max_retries=max_tries - 1,
@@ -126,8 +149,8 @@ def run_all(
         while waiting or running:
             while waiting and len(running) < cluster.slots:
                 job = waiting.pop(0)
-                running[task.remote(job)] = job
-            ready, _ = ray.wait(list(running), num_returns=1)
+                running[task.remote(job, progress)] = job
+            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
             for ref in ready:
                 job = running.pop(ref)
                 try:
@@ -135,11 +158,14 @@ def run_all(
                 except ray.exceptions.RayError as exc:
                     raise ChunkFailed(job, _reason(exc)) from None
                 on_done(result)
+            frames = ray.get(progress.take.remote())
+            on_progress(sum(frames.get(job.chunk.index, 0) for job in running.values()))
     finally:
         for ref in running:
             ray.cancel(ref, force=True)
         if running:
             ray.wait(list(running), num_returns=len(running), timeout=30)
+        ray.kill(progress)
 
 
 def shutdown() -> None:

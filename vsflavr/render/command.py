@@ -257,18 +257,22 @@ def _run(
     jobs = [ChunkJob(chunk=c, directory=str(chunks_dir), **job_args) for c in missing]
     jobs.sort(key=lambda j: -j.chunk.frames)
     retried = 0
+    done_frames = total - todo
     bar = tqdm(total=total, initial=total - todo, unit="frame", desc="render", disable=args.quiet, file=sys.stderr)
 
     def finished(result: ChunkResult) -> None:
-        nonlocal retried
+        nonlocal retried, done_frames
         chunk = next(c for c in missing if c.index == result.index)
         record = {"index": chunk.index, "start": chunk.start, "end": chunk.end, **asdict(result)}
         manifest.append(manifest_path, record)
         retried += result.attempt > 1
-        bar.update(result.frames)
+        done_frames += result.frames
+
+    def running(frames: int) -> None:
+        bar.update(done_frames + frames - bar.n)
 
     try:
-        cluster.run_all(jobs, where, args.max_tries, finished)
+        cluster.run_all(jobs, where, args.max_tries, finished, running)
     except cluster.ChunkFailed as exc:
         chunk = exc.job.chunk
         tries = len(list(chunks_dir.glob(f"{chunk.name}.try-*[0-9].log")))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Callable
 from typing import BinaryIO
 
 __all__ = ["Y4MError", "frame_bytes", "tee_frames"]
@@ -55,8 +56,10 @@ def _read_line(stream: BinaryIO, what: str) -> bytes:
     return line
 
 
-def tee_frames(source: BinaryIO, sink: BinaryIO) -> list[str]:
+def tee_frames(source: BinaryIO, sink: BinaryIO, on_frame: Callable[[int], None] | None = None) -> list[str]:
     """Copy a y4m stream from ``source`` to ``sink`` and return the MD5 (hex) of every frame's payload.
+
+    ``on_frame(count)``, when given, is called after each frame with the number of frames passed so far.
 
     Raises :class:`Y4MError` when the stream ends in the middle of a frame or is not y4m;
     errors writing to ``sink`` (an encoder that stopped) propagate as ``OSError``.
@@ -76,4 +79,6 @@ def tee_frames(source: BinaryIO, sink: BinaryIO) -> list[str]:
         hashes.append(hashlib.md5(payload).hexdigest())
         sink.write(frame)
         sink.write(payload)
+        if on_frame is not None:
+            on_frame(len(hashes))
     return hashes
