@@ -240,10 +240,11 @@ def _run(
     chunks_dir: Path,
     manifest_path: Path,
     args: argparse.Namespace,
-    total: int,
+    job: dict[str, Any],
 ) -> int:
     """Render the missing chunks on Ray, longest first, each recorded in the manifest as it finishes; returns how
-    many needed more than one try."""
+    many needed more than one try.  A new job's manifest is written once Ray is there, so that a failed
+    connection leaves no job behind."""
     if not missing:
         return 0
     from . import cluster
@@ -252,6 +253,9 @@ def _run(
         where = cluster.connect(args.address, args.workers)
     except cluster.ConnectError as exc:
         raise RenderError(str(exc)) from None
+    if not manifest_path.exists():
+        manifest.create(manifest_path, job)
+    total = job["output"]["frames"]
     todo = sum(c.frames for c in missing)
     logger.info("%s; %d of %d frames to render in %d chunks", where.description, todo, total, len(missing))
     jobs = [ChunkJob(chunk=c, directory=str(chunks_dir), **job_args) for c in missing]
@@ -325,11 +329,9 @@ def _render(args: argparse.Namespace) -> None:
             if spliced and len(done) == len(plan) and out.is_file() and file_sha256(out) == spliced["sha256"]:
                 print(f"render: {out} is already complete ({total} frames, {len(plan)} chunks); nothing to do")
                 return
-        else:
-            manifest.create(manifest_path, job)
         missing = [c for c in plan if c.index not in done]
         job_args = {"script": str(script), "args": script_args, "encoder": encoder, "ext": args.ext}
-        retried = _run(missing, job_args, chunks_dir, manifest_path, args, total)
+        retried = _run(missing, job_args, chunks_dir, manifest_path, args, job)
         files = [chunks_dir / f"{c.name}{args.ext}" for c in plan]
         try:
             splice(files, out, _fraction(job["output"]["fps"]), total, workdir / "splice.json")
