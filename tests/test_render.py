@@ -144,18 +144,19 @@ def test_lossless_x264_chunks_splice_to_one_run(script: list[str], reference: li
 
 def test_worker_killed_mid_chunk_is_retried(script: list[str], reference: list, cluster: str, tmp_path: Path) -> None:
     out, workdir = tmp_path / "film.mkv", tmp_path / "work"
-    proc = render(*script, "-a", "slow=0.05", "-o", str(out), "--address", cluster, "--workdir", str(workdir),
-                  wait=False)  # fmt: skip
+    where = ["-o", str(out), "--address", cluster, "--workdir", str(workdir)]
+    proc = render(*script, "-a", "slow=0.05", *where, wait=False)
     deadline = time.monotonic() + 120
-    while not (logs := sorted((workdir / "chunks").glob("*.try-1.log"))) or "encoder" not in logs[0].read_text():
+    while not (parts := sorted((workdir / "chunks").glob("*.try-1.part.mkv"))):  # frames are flowing
         assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.1)
-    time.sleep(0.5)  # a few frames into the chunk
-    worker, _, vspipe, _, encoder = logs[0].read_text().split()[1:6]
+        time.sleep(0.05)
+    time.sleep(0.3)  # a few frames into the chunk
+    log = parts[0].with_name(parts[0].name.replace(".part.mkv", ".log"))
+    worker, _, vspipe, _, encoder = log.read_text().split()[1:6]
     os.kill(int(worker), signal.SIGKILL)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr
-    killed = logs[0].name.split(".")[0]
+    killed = log.name.split(".")[0]
     attempts = {r["file"]: r["attempt"] for r in chunk_lines(workdir)}
     assert attempts[f"{killed}.mkv"] == 2 and sorted(attempts.values()) == [1, 1, 1, 1, 2]
     assert decode(out) == reference
@@ -177,11 +178,11 @@ def gone(group: int, wait: float = 10.0) -> bool:
 
 def test_encoder_failing_once_is_retried(script: list[str], reference: list, cluster: str, tmp_path: Path) -> None:
     flaky = tmp_path / "flaky.sh"
-    flaky.write_text(f'mkdir "{tmp_path}/failed" 2>/dev/null && {{ echo "flaky: first run" >&2; exit 3; }}\n'
-                     'exec x264 --demuxer y4m --qp 0 -o "$1" -\n')  # fmt: skip
+    fail_once = f'mkdir "{tmp_path}/failed" 2>/dev/null && {{ echo "flaky: first run" >&2; exit 3; }}\n'
+    flaky.write_text(fail_once + 'exec x264 --demuxer y4m --qp 0 -o "$1" -\n')
     out, workdir = tmp_path / "film.mkv", tmp_path / "work"
-    result = render(*script, "-o", str(out), "--address", cluster, "--workdir", str(workdir),
-                    "--encoder", f"sh {flaky} {{output}}")  # fmt: skip
+    where = ["-o", str(out), "--address", cluster, "--workdir", str(workdir)]
+    result = render(*script, *where, "--encoder", f"sh {flaky} {{output}}")
     assert result.returncode == 0, result.stderr
     assert "1 retried" in result.stdout
     assert sorted(r["attempt"] for r in chunk_lines(workdir)) == [1, 1, 1, 1, 2]
@@ -192,8 +193,8 @@ def test_encoder_failing_once_is_retried(script: list[str], reference: list, clu
 def test_encoder_always_failing_names_the_chunk(script: list[str], cluster: str, tmp_path: Path) -> None:
     out, workdir = tmp_path / "film.mkv", tmp_path / "work"
     broken = "sh -c 'cat > /dev/null; echo broken encoder >&2; exit 3' {output}"
-    result = render(*script, "-o", str(out), "--address", cluster, "--workdir", str(workdir), "--encoder", broken,
-                    "--max-tries", "2")  # fmt: skip
+    where = ["-o", str(out), "--address", cluster, "--workdir", str(workdir)]
+    result = render(*script, *where, "--encoder", broken, "--max-tries", "2")
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]  # after the progress line: the one error line
     assert sum("vsflavr render:" in x for x in result.stderr.splitlines()) == 1
@@ -207,8 +208,8 @@ def test_driver_killed_then_resume_runs_only_the_missing_chunks(
     script: list[str], reference: list, cluster: str, tmp_path: Path
 ) -> None:
     out, workdir = tmp_path / "film.mkv", tmp_path / "work"
-    job = [*script, "-a", "slow=0.02", "-o", str(out), "--address", cluster, "--workdir", str(workdir), "--workers",
-           "1", "--encoder", X264]  # fmt: skip
+    where = ["-o", str(out), "--address", cluster, "--workdir", str(workdir), "--workers", "1"]
+    job = [*script, "-a", "slow=0.02", *where, "--encoder", X264]
     proc = render(*job, wait=False)
     deadline = time.monotonic() + 180
     while not (workdir / "manifest.jsonl").exists() or len(chunk_lines(workdir)) < 2:

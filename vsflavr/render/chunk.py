@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -184,9 +185,8 @@ def run_chunk(job: ChunkJob, report: Callable[[int], None] | None = None) -> Chu
             procs.append(subprocess.Popen(vspipe, stdout=subprocess.PIPE, stderr=vs_err, **spawn))
             enc, vsp = procs
             with open(log, "a") as f:
-                f.write(
-                    f"worker {os.getpid()} vspipe {vsp.pid} encoder {enc.pid}\n{' '.join(vspipe)}\n{' '.join(encoder)}\n"
-                )
+                f.write(f"worker {os.getpid()} vspipe {vsp.pid} encoder {enc.pid}\n")
+                f.write(f"{shlex.join(vspipe)}\n{shlex.join(encoder)}\n")
             assert enc.stdin is not None and vsp.stdout is not None
             stream_error = None
             try:
@@ -200,10 +200,11 @@ def run_chunk(job: ChunkJob, report: Callable[[int], None] | None = None) -> Chu
             if stream_error is not None:
                 _stop(vsp)
             vs_status, enc_status = vsp.wait(), enc.wait()
+        encoder_first = isinstance(stream_error, OSError)  # else the encoder may only have lacked input
+        if vs_status != 0 and not encoder_first:
+            raise ChunkError(f"vspipe exited with status {vs_status}: {_last_line(vspipe_log)}")
         if enc_status != 0:
             raise ChunkError(f"the encoder exited with status {enc_status}: {_last_line(encoder_log)}")
-        if vs_status != 0:
-            raise ChunkError(f"vspipe exited with status {vs_status}: {_last_line(vspipe_log)}")
         if stream_error is not None:
             raise ChunkError(f"bad y4m from vspipe: {stream_error}")
         if len(hashes) != chunk.frames:

@@ -229,6 +229,10 @@ def _finished(record: dict[str, Any], chunk: Chunk, chunks_dir: Path) -> bool:
     )
 
 
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 def _fraction(text: str) -> Fraction:
     num, den = text.split("/")
     return Fraction(int(num), int(den))
@@ -257,7 +261,9 @@ def _run(
         manifest.create(manifest_path, job)
     total = job["output"]["frames"]
     todo = sum(c.frames for c in missing)
-    logger.info("%s; %d of %d frames to render in %d chunks", where.description, todo, total, len(missing))
+    logger.info(
+        "%s; %d of %d frames to render in %s", where.description, todo, total, _count(len(missing), "chunk", "chunks")
+    )
     jobs = [ChunkJob(chunk=c, directory=str(chunks_dir), **job_args) for c in missing]
     jobs.sort(key=lambda j: -j.chunk.frames)
     retried = 0
@@ -279,9 +285,9 @@ def _run(
         cluster.run_all(jobs, where, args.max_tries, finished, running)
     except cluster.ChunkFailed as exc:
         chunk = exc.job.chunk
-        tries = len(list(chunks_dir.glob(f"{chunk.name}.try-*[0-9].log")))
+        tries = _count(len(list(chunks_dir.glob(f"{chunk.name}.try-*[0-9].log"))), "try", "tries")
         raise RenderError(
-            f"chunk {chunk.index} (output frames {chunk.start}-{chunk.end - 1}) failed after {tries} tries: {exc}; "
+            f"chunk {chunk.index} (output frames {chunk.start}-{chunk.end - 1}) failed after {tries}: {exc}; "
             f"logs: {chunks_dir}/{chunk.name}.try-*.log"
         ) from None
     finally:
@@ -342,5 +348,6 @@ def _render(args: argparse.Namespace) -> None:
     rendered = sum(c.frames for c in missing)
     print(
         f"render: wrote {out}: {total} frames in {wall:.1f} s ({rendered / wall:.2f} frames/s rendered), "
-        f"{len(plan)} chunks: {len(missing)} rendered, {len(plan) - len(missing)} already done, {retried} retried"
+        f"{_count(len(plan), 'chunk', 'chunks')}: {len(missing)} rendered, {len(plan) - len(missing)} already done, "
+        f"{retried} retried"
     )
