@@ -176,13 +176,15 @@ def gone(group: int, wait: float = 10.0) -> bool:
     return False
 
 
-def test_encoder_failing_once_is_retried(script: list[str], reference: list, cluster: str, tmp_path: Path) -> None:
+def test_encoder_failing_once_is_retried_and_raw_chunks_splice_exactly(
+    script: list[str], reference: list, cluster: str, tmp_path: Path
+) -> None:
     flaky = tmp_path / "flaky.sh"
     fail_once = f'mkdir "{tmp_path}/failed" 2>/dev/null && {{ echo "flaky: first run" >&2; exit 3; }}\n'
     flaky.write_text(fail_once + 'exec x264 --demuxer y4m --qp 0 -o "$1" -\n')
     out, workdir = tmp_path / "film.mkv", tmp_path / "work"
     where = ["-o", str(out), "--address", cluster, "--workdir", str(workdir)]
-    result = render(*script, *where, "--encoder", f"sh {flaky} {{output}}")
+    result = render(*script, *where, "--encoder", f"sh {flaky} {{output}}", "--ext", ".264")  # raw H.264 chunks
     assert result.returncode == 0, result.stderr
     assert "1 retried" in result.stdout
     assert sorted(r["attempt"] for r in chunk_lines(workdir)) == [1, 1, 1, 1, 2]

@@ -11,9 +11,9 @@ import argparse
 import fcntl
 import json
 import logging
-import math
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -180,43 +180,41 @@ def _locked(workdir: Path, out: Path) -> Iterator[None]:
 def _prepare(
     script: Path, script_args: tuple[str, ...], threshold: float | None, target_seconds: float, workdir: Path
 ) -> tuple[dict[str, Any], list[Chunk]]:
-    """Evaluate the script, find its source's cuts and plan the chunks; returns the job line and the plan."""
-    from . import source as src
-
-    script_sha = file_sha256(script)
-    values = dict(a.split("=", 1) for a in script_args)
-    try:
-        with src.load_script(script, values) as outputs:
-            output, source = outputs.output, outputs.source
-            out_rate = src.rate(output)
-            starts: list[int] = []
-            if source is None:
-                logger.warning(
-                    "the script sets no output 1 (the clip given to vsflavr.flavr()): chunks are split by length only"
-                )
-            else:
-                ratio = out_rate / src.rate(source)
-                if output.num_frames != math.ceil(source.num_frames * ratio):
-                    raise RenderError(
-                        f"output 0 ({output.num_frames} frames) is not output 1 ({source.num_frames} frames) at "
-                        f"{ratio}x its rate; set output 1 to the clip you give to vsflavr.flavr()"
-                    )
-                key = {"script_sha256": script_sha, "args": list(script_args)}
-                cuts = src.find_cuts(source, threshold, workdir / "cuts.json", key)
-                starts = shot_starts(cuts, source.num_frames, ratio, ratio.numerator if ratio.denominator == 1 else 8)
-            job = {
-                "script": str(script),
-                "script_sha256": script_sha,
-                "args": list(script_args),
-                "source": None if source is None else src.clip_info(source),
-                "cuts": starts,
-                "output": src.clip_info(output),
-                "vsflavr": __version__,
-            }
-            target = max(1, round(target_seconds * out_rate))
-            return job, plan_chunks(output.num_frames, starts, target)
-    except src.ScriptError as exc:
-        raise RenderError(str(exc)) from None
+    """Probe the script (in a process of its own, see :func:`.source.main`), map its cuts and plan the chunks;
+    returns the job line and the plan."""
+    probe = [sys.executable, "-m", "vsflavr.render.source", str(script), str(workdir / "probe.json")]
+    probe += ["--cache", str(workdir / "cuts.json"), *(["--threshold", str(threshold)] if threshold else [])]
+    for arg in script_args:
+        probe += ["-a", arg]
+    result = subprocess.run(probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    if result.returncode != 0:
+        raise RenderError(lines[-1] if lines else f"evaluating the script failed (exit status {result.returncode})")
+    for line in lines:  # the script's own messages, e.g. which checkpoint flavr() found
+        logger.info("%s", line)
+    info = json.loads((workdir / "probe.json").read_text())
+    output, source = info["output"], info["source"]
+    out_rate = _fraction(output["fps"])
+    starts: list[int] = []
+    if source is None:
+        logger.warning(
+            "the script sets no output 1 (the clip given to vsflavr.flavr()): chunks are split by length only"
+        )
+    else:
+        ratio = out_rate / _fraction(source["fps"])
+        grid = ratio.numerator if ratio.denominator == 1 else 8
+        starts = shot_starts(info["cuts_into"], source["frames"], ratio, grid)
+    job = {
+        "script": str(script),
+        "script_sha256": file_sha256(script),
+        "args": list(script_args),
+        "source": source,
+        "cuts": starts,
+        "output": output,
+        "vsflavr": __version__,
+    }
+    target = max(1, round(target_seconds * out_rate))
+    return job, plan_chunks(output["frames"], starts, target)
 
 
 def _finished(record: dict[str, Any], chunk: Chunk, chunks_dir: Path) -> bool:

@@ -11,11 +11,14 @@ its frames, so a resumed job never scans the film again.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
+import math
 import os
 import runpy
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,7 +29,7 @@ import vapoursynth as vs
 
 from ..scenes import is_cut, mark_scene_changes
 
-__all__ = ["ScriptError", "ScriptOutputs", "clip_info", "find_cuts", "load_script", "rate"]
+__all__ = ["ScriptError", "ScriptOutputs", "clip_info", "find_cuts", "load_script", "main", "probe", "rate"]
 
 
 class ScriptError(ValueError):
@@ -121,3 +124,50 @@ def find_cuts(source: vs.VideoNode, threshold: float | None, cache: Path, key: M
 def rate(clip: vs.VideoNode) -> Fraction:
     """The clip's frame rate as a fraction."""
     return Fraction(clip.fps_num, clip.fps_den)
+
+
+def probe(script: Path, args: Mapping[str, str], threshold: float | None, cache: Path) -> dict[str, Any]:
+    """Output 0's and output 1's shapes and the source frames that start a shot (none without output 1).
+
+    Refuses an output 1 that output 0 is not ``flavr()`` of: ``ceil(N * ratio)`` frames for the N of
+    output 1 and the ratio of their rates.
+    """
+    with load_script(script, args) as outputs:
+        output, source = outputs.output, outputs.source
+        info: dict[str, Any] = {"output": clip_info(output), "source": None, "cuts_into": []}
+        if source is not None:
+            ratio = rate(output) / rate(source)
+            if output.num_frames != math.ceil(source.num_frames * ratio):
+                raise ScriptError(
+                    f"output 0 ({output.num_frames} frames) is not output 1 ({source.num_frames} frames) at {ratio}x "
+                    "its rate; set output 1 to the clip you give to vsflavr.flavr()"
+                )
+            key = {"script_sha256": hashlib.sha256(script.read_bytes()).hexdigest(), "args": dict(args)}
+            info |= {"source": clip_info(source), "cuts_into": find_cuts(source, threshold, cache, key)}
+        return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vsflavr.render.source SCRIPT OUT.json --cache CUTS.json [--threshold T] [-a k=v]...``.
+
+    Runs the probe in a process of its own, so that the driver of a render never keeps the model or a
+    GPU context; the last line on stderr is the reason when it fails.
+    """
+    parser = argparse.ArgumentParser(prog="python -m vsflavr.render.source")
+    parser.add_argument("script", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--threshold", type=float)
+    parser.add_argument("-a", "--arg", action="append", default=[])
+    opts = parser.parse_args(argv)
+    try:
+        info = probe(opts.script, dict(a.split("=", 1) for a in opts.arg), opts.threshold, opts.cache)
+    except ScriptError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    opts.out.write_text(json.dumps(info))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
