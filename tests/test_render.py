@@ -257,6 +257,13 @@ def test_bad_input_gets_one_line_and_no_output(
     failing.write_text("import vapoursynth as vs\nvs.core.bs.VideoSource('/no/such/file.mkv').set_output()\n")
     line = one_error_line(capsys, ["render", str(failing), "-o", str(out)])
     assert line.startswith("vsflavr render: the script failed: Error:") and "/no/such/file.mkv" in line
+    mismatched = tmp_path / "mismatched.vpy"
+    mismatched.write_text(SCRIPT + "src[:10].set_output(1)\n")
+    line = one_error_line(capsys, ["render", str(mismatched), *script[1:], "-o", str(out)])
+    assert line == (
+        "vsflavr render: output 0 (160 frames) is not output 1 (10 frames) at 2x its rate; "
+        "set output 1 to the clip you give to vsflavr.flavr()"
+    )
     line = one_error_line(capsys, [*base, "--encoder", "x264 --qp 0 -o out.264 -"])
     assert line.startswith("vsflavr render: --encoder must contain {output}")
     (tmp_path / "file").write_text("")
