@@ -45,7 +45,7 @@ class Cluster:
 
 
 def _reachable(address: str) -> None:
-    """Fail fast, with one line, when HOST:PORT does not answer (Ray itself would wait for a minute or more)."""
+    """Fail fast, with one line, when nothing answers at HOST:PORT (instead of waiting out Ray's own timeout)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         raise ConnectError(f"--address must be 'auto' or HOST:PORT, got {address!r}")
@@ -78,7 +78,7 @@ def connect(address: str | None, workers: int | None) -> Cluster:
         slots = min(workers or gpus or cpus, gpus or cpus)
         per_task = (1, 1) if gpus else (1, 0)
         return Cluster(slots, *per_task, f"Ray cluster at {address}: {cpus} CPUs, {gpus} GPUs")
-    cpus = os.cpu_count() or 1
+    cpus = len(os.sched_getaffinity(0))
     try:
         import torch
 

@@ -1,8 +1,9 @@
 """``python -m vsflavr render SCRIPT.vpy -o OUT.mkv``: the command that renders a script in cut-aligned chunks on Ray.
 
-Prepare (here, in the driver): evaluate the script once, find the source's cuts (cached), plan
-the chunks, open or check the manifest.  Run: one Ray task per missing chunk
-(:mod:`.cluster`).  Finish: splice the chunks in order (:mod:`.splice`) and check the frame count.
+Prepare: evaluate the script once and find its source's cuts (:mod:`.source`, in a process of its
+own, cached), plan the chunks (:mod:`.plan`), open or check the manifest (:mod:`.manifest`).  Run:
+one Ray task per missing chunk (:mod:`.cluster`, :mod:`.chunk`).  Finish: splice the chunks in order
+and check the frame count (:mod:`.splice`).
 """
 
 from __future__ import annotations
