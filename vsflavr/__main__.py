@@ -24,6 +24,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, DownloadError, Source, download_weights, official_sources
 from .errors import first_line
 from .info import UNUSABLE, checkpoint_report, environment_report, weights_report
+from .render.command import add_render
 from .scenes import DEFAULT_THRESHOLD
 from .weights import ENV_WEIGHTS_DIR, default_download_dir, user_weights_dir
 
@@ -312,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_check_weights(commands)
     add_export_onnx(commands)
     add_eval(commands)
+    add_render(commands)
     return parser
 
 
