@@ -6,6 +6,7 @@ never chains frame after frame into one long hold.  The difference is local and 
 resolution (see :func:`held_difference`): a mouth flap or a blink of a few pixels is a new
 drawing.  A cut is never crossed: a shot's first frame always starts a drawing, and every
 shot is analysed on its own, so a clip split at its cuts gives the same drawings.
+The clip is read once, when the filter is created (a first pass, as two-pass tools do).
 
 A ``FLAVRHeld`` frame property set by the user or another tool overrides the detector:
 ``1`` makes the frame a duplicate of the one before (unless a cut lies between them), ``0``
@@ -16,14 +17,12 @@ from __future__ import annotations
 
 import bisect
 import csv
-import threading
 from pathlib import Path
 
 import numpy as np
 import vapoursynth as vs
 
 from .frames import frame_to_tensor
-from .gapcache import OnceCache
 from .retime import Shot, holds_from_flags
 from .scenes import is_cut
 
@@ -45,7 +44,7 @@ HELD_PROP = "FLAVRHeld"
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)[:, None, None]
 _LOG_COLUMNS = ("frame", "diff_previous", "diff_run_start", "duplicate", "run", "shot", "override")
-_SHOTS_KEPT = 1 << 16
+_CUT_PROP, _DIFF_PROP = "FLAVRHeldCut", "FLAVRHeldDiff"
 
 
 def held_difference(a: np.ndarray, b: np.ndarray) -> float:
@@ -79,79 +78,77 @@ def _starts(length: int) -> tuple[np.ndarray, int]:
 
 
 class HeldFrames:
-    """The drawings of each shot of a clip, found once per shot when first asked, from any thread.
+    """The drawings of every shot of a clip, found by one pass over the clip when created.
+
+    Frames are read once, in order, with VapourSynth's parallel prefetch (the differences
+    from the previous frame are computed in its worker threads); each shot's state (the
+    run's first frame) starts afresh at its cut.  Afterwards the object is read-only, so any
+    thread may ask :meth:`shot` in any order.  Frame callbacks never request frames
+    themselves, which could stall VapourSynth's thread pool.
 
     Args:
         clip: the source clip (RGB float), with its scene-change properties already set.
         threshold: the largest :func:`held_difference` of a duplicate (fraction of full range).
         use_cuts: honour ``_SceneChangeNext``/``_SceneChangePrev``; ``False``: the clip is one shot.
-        log: a CSV file to write, one row per source frame analysed (shots in the order they are
-            first needed): frame, its difference from the frame before and from its run's first
-            frame, whether it is a duplicate, its run's and its shot's first frame, the override.
+        log: a CSV file to write, one row per source frame: frame, its difference from the frame
+            before and from its run's first frame, whether it is a duplicate, its run's and its
+            shot's first frame, and the ``FLAVRHeld`` override if any.
     """
 
     def __init__(self, clip: vs.VideoNode, threshold: float, use_cuts: bool, log: str | Path | None = None) -> None:
-        self.clip = clip
-        self.threshold = threshold
-        self.use_cuts = use_cuts
-        self._shots: OnceCache[int, Shot] = OnceCache(_SHOTS_KEPT)
-        self._lock = threading.Lock()
-        self._starts: list[int] = []  # shots found so far, by first frame, with their ends
-        self._ends: dict[int, int] = {}
-        self._log = None if log is None else Path(log)
-        if self._log is not None:
-            with self._log.open("w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerow(_LOG_COLUMNS)
-
-    def shot(self, i: int) -> Shot:
-        """The drawings of the shot holding source frame ``i``."""
-        with self._lock:
-            k = bisect.bisect_right(self._starts, i) - 1
-            start = self._starts[k] if k >= 0 and i < self._ends[self._starts[k]] else None
-        if start is None:
-            start = i
-            frame = self.clip.get_frame(i)
-            while start > 0:
-                before = self.clip.get_frame(start - 1)
-                if self._cut(before, frame):
-                    break
-                start, frame = start - 1, before
-        return self._shots.get(start, lambda: self._analyse(start))
-
-    def _cut(self, before: vs.VideoFrame, after: vs.VideoFrame) -> bool:
-        return self.use_cuts and is_cut(before, after)
-
-    def _analyse(self, start: int) -> Shot:
-        frame = self.clip.get_frame(start)
-        previous = run_start = _pixels(frame)
-        flags, rows, run = [False], [(start, "", "", 0, start, start, _override(frame))], start
-        n = start + 1
-        while n < self.clip.num_frames:
-            after = self.clip.get_frame(n)
-            if self._cut(frame, after):
-                break
-            current = _pixels(after)
-            to_previous = held_difference(previous, current)
+        self.shots: list[Shot] = []
+        rows = []
+        flags: list[bool] = []
+        start = run = 0
+        run_start = np.empty(0)
+        for n, frame in enumerate(_with_differences(clip, use_cuts).frames()):
+            props = frame.props
+            current = _pixels(frame)
+            override = _override(frame)
+            if n == 0 or props[_CUT_PROP]:
+                if flags:
+                    self.shots.append(Shot(start, holds_from_flags(flags)))
+                flags, start, run, run_start = [], n, n, current
+                rows.append((n, "", "", 0, n, n, override))
+                flags.append(False)
+                continue
+            to_previous = props[_DIFF_PROP]
             to_run = to_previous if run == n - 1 else held_difference(run_start, current)
-            override = _override(after)
             if override is None:
-                duplicate = to_previous <= self.threshold and to_run <= self.threshold
+                duplicate = to_previous <= threshold and to_run <= threshold
             else:
                 duplicate = bool(override)
             if not duplicate:
                 run, run_start = n, current
             flags.append(duplicate)
             rows.append((n, f"{to_previous:.6f}", f"{to_run:.6f}", int(duplicate), run, start, override))
-            frame, previous, n = after, current, n + 1
-        shot = Shot(start, holds_from_flags(flags))
-        with self._lock:
-            if start not in self._ends:
-                bisect.insort(self._starts, start)
-                self._ends[start] = shot.end
-            if self._log is not None:
-                with self._log.open("a", newline="", encoding="utf-8") as f:
-                    csv.writer(f).writerows(("" if v is None else v for v in row) for row in rows)
-        return shot
+        self.shots.append(Shot(start, holds_from_flags(flags)))
+        self._starts = [shot.start for shot in self.shots]
+        if log is not None:
+            with Path(log).open("w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(_LOG_COLUMNS)
+                writer.writerows(("" if v is None else v for v in row) for row in rows)
+
+    def shot(self, i: int) -> Shot:
+        """The drawings of the shot holding source frame ``i``."""
+        return self.shots[bisect.bisect_right(self._starts, i) - 1]
+
+
+def _with_differences(clip: vs.VideoNode, use_cuts: bool) -> vs.VideoNode:
+    """``clip`` whose frames also say whether a cut lies before them and how they differ from the previous one."""
+    if clip.num_frames == 1:
+        return clip.std.SetFrameProps(**{_CUT_PROP: 0, _DIFF_PROP: 0.0})
+    previous = clip[0] + clip[:-1]
+
+    def measure(n: int, f: list[vs.VideoFrame]) -> vs.VideoFrame:
+        out = f[0].copy()
+        cut = n > 0 and use_cuts and is_cut(f[1], f[0])
+        out.props[_CUT_PROP] = int(cut)
+        out.props[_DIFF_PROP] = 0.0 if n == 0 or cut else held_difference(_pixels(f[1]), _pixels(f[0]))
+        return out
+
+    return clip.std.ModifyFrame([clip, previous], measure)
 
 
 def _pixels(frame: vs.VideoFrame) -> np.ndarray:
