@@ -9,6 +9,8 @@ and 2x; the timing of real 2x and 8x grids is the planner's (tests/test_retime.p
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from vsflavr.frames import frame_to_tensor
 from vsflavr.network import FLAVR
 
 core = vs.core
+VSPIPE = Path(sys.executable).parent / "vspipe"
 GRID = 12
 SHOTS = {"twos": (2,) * 12, "threes": (3,) * 8, "mixed": (2, 3) * 5}
 SPEED = 4.0  # px per source frame: 8 px per drawing on twos, 12 on threes
@@ -242,3 +245,34 @@ def test_do_no_harm_on_footage_on_ones() -> None:
         for a, b in zip(outputs[0].frames(), outputs[1].frames(), strict=True)
     )
     assert worst >= 40.0
+
+
+SCRIPT = """
+import vapoursynth as vs
+import vsflavr
+from vsflavr.evaluate import on_twos, open_rgbs
+core = vs.core
+core.num_threads = int(threads)
+clip = on_twos(open_rgbs(src, 40))
+vsflavr.flavr(clip, fps_num=60, weights=weights, device="cpu", dedup=True).set_output()
+"""
+
+
+def test_vspipe_any_requests_same_bytes(tiny_8x: Path, tmp_path: Path) -> None:
+    """Real footage on twos through vspipe at 25 -> 60 fps: one thread and one request, or four and 16, same bytes."""
+    script = tmp_path / "twos.vpy"
+    script.write_text(SCRIPT)
+    outputs = []
+    for threads, requests in ((1, 1), (4, 16)):
+        out = tmp_path / f"out_{threads}.raw"
+        args = ["-a", f"src={BIKES}", "-a", f"weights={tiny_8x}", "-a", f"threads={threads}"]
+        result = subprocess.run(
+            [str(VSPIPE), *args, "--requests", str(requests), str(script), str(out)],
+            check=False,
+            capture_output=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr.decode(errors="replace")
+        outputs.append(out.read_bytes())
+    assert len(outputs[0]) == 96 * 160 * 68 * 3 * 4  # 40 frames at 25 -> 60 fps, RGBS
+    assert outputs[0] == outputs[1]
