@@ -62,7 +62,7 @@ def test_implied_motion_twos_and_threes() -> None:
 
 
 def test_print_implied_motion_table() -> None:
-    print("\n| cadence | rate | plain (8x grid) | dedup, 8x grid | dedup, 4x grid | dedup, 2x grid |")
+    print("\n| cadence | rate | without dedup (8x grid) | dedup, 8x grid | dedup, 4x grid | dedup, 2x grid |")
     print("| --- | --- | --- | --- | --- | --- |")
     for hold, name in ((2, "twos"), (3, "threes")):
         for rate, ratio in RATES.items():

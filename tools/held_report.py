@@ -40,11 +40,11 @@ def main() -> None:
     print(f"held copies ({len(duplicates)}): {duplicates}")
     if worst:
         print(
-            f"largest difference of a held copy: {float(worst['diff_previous']) * 255:.2f}/255 (frame {worst['frame']})"
+            f"largest difference of a held copy from the frame before: {float(worst['diff_previous']) * 255:.2f}/255 (frame {worst['frame']})"
         )
     if closest:
         print(
-            f"smallest difference of a new frame: {float(closest['diff_previous']) * 255:.2f}/255 (frame {closest['frame']})"
+            f"smallest difference of a new frame from the frame before: {float(closest['diff_previous']) * 255:.2f}/255 (frame {closest['frame']})"
         )
     print(f"threshold {args.threshold * 255:.2f}/255; detection pass {clip.num_frames / seconds:.1f} frames/s")
 
