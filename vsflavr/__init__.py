@@ -141,8 +141,8 @@ def flavr(
     if dedup:
         if ratio != 1 and grid < 8:
             logger.warning(
-                "flavr: dedup with a %dx checkpoint times drawings to the nearest %d-th of their spacing; an 8x "
-                "checkpoint gives even motion at every rate (multi=1 fills twos exactly with any checkpoint)",
+                "flavr: dedup with a %dx checkpoint shows the nearest 1/%d of the way between two drawings, so motion "
+                "stays uneven at this rate; an 8x checkpoint gives even motion (multi=1 fills twos with any checkpoint)",
                 grid,
                 grid,
             )
