@@ -23,6 +23,7 @@ from test_heldframes import crop_clip
 
 import vsflavr
 from vsflavr import evaluate
+from vsflavr.__main__ import main
 from vsflavr.backends import Backend, Runner
 from vsflavr.frames import frame_to_tensor
 from vsflavr.network import FLAVR
@@ -233,6 +234,14 @@ def test_builtin_model_fills_twos_of_real_footage() -> None:
     gain = evaluation.mean("psnr", "dedup") - evaluation.mean("psnr", "held")
     assert gain >= 3.0, f"dedup only {gain:+.2f} dB over the held copies"
     assert evaluation.mean("ssim", "dedup") > evaluation.mean("ssim", "held")
+
+
+def test_eval_twos_command(tiny_8x: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(BIKES), "--twos", "--frames", "12", "--weights", str(tiny_8x), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["method", "PSNR", "(dB)", "SSIM"]
+    assert [line.split()[0] for line in out.splitlines()[1:4]] == ["dedup", "held", "blend"]
+    assert "DEDUP vs held:" in out and "over 5 rebuilt frames (0 excluded" in out
 
 
 def test_do_no_harm_on_footage_on_ones() -> None:

@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cached_property
 
 from .schedule import Schedule
 
@@ -192,7 +193,7 @@ class Retime:
     num_frames: int
     ratio: Fraction
 
-    @property
+    @cached_property
     def output_frames(self) -> int:
         return Schedule(self.num_frames, self.ratio, 1).output_frames
 
