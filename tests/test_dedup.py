@@ -218,6 +218,7 @@ def test_the_log_and_the_override(passes: list[int], grid12: Path, tmp_path: Pat
         ({"dedup": True, "dedup_threshold": 3}, "dedup_threshold must be a fraction of full range"),
         ({"dedup": True, "dedup_max_hold": 1}, "dedup_max_hold must be an integer >= 2"),
         ({"dedup": True, "dedup_anchor": "end"}, "dedup_anchor must be one of 'start', 'center'"),
+        ({"dedup_log": "held.csv"}, "dedup_log is the log of dedup's detector; it needs dedup=True"),
     ],
 )
 def test_bad_dedup_arguments(kwargs: dict[str, object], message: str) -> None:
@@ -234,6 +235,12 @@ def test_builtin_model_fills_twos_of_real_footage() -> None:
     gain = evaluation.mean("psnr", "dedup") - evaluation.mean("psnr", "held")
     assert gain >= 3.0, f"dedup only {gain:+.2f} dB over the held copies"
     assert evaluation.mean("ssim", "dedup") > evaluation.mean("ssim", "held")
+
+
+def test_unwritable_log_is_a_flavr_error(passes: list[int], grid12: Path, tmp_path: Path) -> None:
+    clip, _ = disk_clip([SHOTS["twos"]])
+    with pytest.raises(vs.Error, match="flavr: cannot write dedup_log"):
+        run(clip, grid12, dedup=True, dedup_log=tmp_path / "missing" / "held.csv")
 
 
 def test_eval_twos_command(tiny_8x: Path, capsys: pytest.CaptureFixture[str]) -> None:

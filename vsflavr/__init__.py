@@ -91,7 +91,7 @@ def flavr(
             a held copy, measured on 16x16 px windows of luma after ignoring per-pixel codec noise
             below 3/255.  Raise it for noisy or grainy sources whose holds are missed, lower it
             if small changes (a blink, a mouth) are taken for holds; ``dedup_log`` shows the values.
-        dedup_max_hold: the longest run of identical frames that is one drawing of the cadence
+        dedup_max_hold: the longest run of frames showing one drawing that is part of the cadence
             (default 3: twos and threes).  Longer runs are stills: they stay still, and only their
             last frames move to the next drawing.
         dedup_anchor: ``"start"`` (default): a drawing's time is its first frame, as drawn (lip
@@ -109,7 +109,7 @@ def flavr(
         or of the earlier of the two) and ``FLAVRHold`` (that drawing's hold in frames).
     """
     source_rate = _check_clip(clip)
-    _check_dedup(dedup, dedup_threshold, dedup_max_hold, dedup_anchor)
+    _check_dedup(dedup, dedup_threshold, dedup_max_hold, dedup_anchor, dedup_log)
     ratio = _check_rate(source_rate, multi, fps_num, fps_den, dedup)
     if not isinstance(sc, bool):
         raise vs.Error(f"flavr: sc must be True or False, got {sc!r}")
@@ -141,12 +141,16 @@ def flavr(
     if dedup:
         if ratio != 1 and grid < 8:
             logger.warning(
-                "flavr: dedup with a %dx checkpoint shows the nearest 1/%d of the way between two drawings, so motion "
-                "stays uneven at this rate; an 8x checkpoint gives even motion (multi=1 fills twos with any checkpoint)",
+                "flavr: dedup with a %dx checkpoint places in-betweens at the nearest 1/%d of the way between two "
+                "drawings, which can leave motion uneven at this rate; an 8x checkpoint gives even motion (multi=1 "
+                "fills twos with any checkpoint)",
                 grid,
                 grid,
             )
-        held = HeldFrames(clip, dedup_threshold, use_cuts=sc, log=dedup_log)
+        try:
+            held = HeldFrames(clip, dedup_threshold, use_cuts=sc, log=dedup_log)
+        except OSError as exc:
+            raise vs.Error(f"flavr: cannot write dedup_log {dedup_log}: {exc.strerror or exc}") from None
         retime = Retime(clip.num_frames, ratio)
         rate = source_rate * ratio
         return interpolate_drawings(
@@ -216,10 +220,12 @@ def _check_rate(
     return ratio
 
 
-def _check_dedup(dedup: bool, threshold: float, max_hold: int, anchor: str) -> None:
+def _check_dedup(dedup: bool, threshold: float, max_hold: int, anchor: str, log: object) -> None:
     """Check the dedup options (whether or not dedup is on, so a typo never waits for the day it is)."""
     if not isinstance(dedup, bool):
         raise vs.Error(f"flavr: dedup must be True or False, got {dedup!r}")
+    if log is not None and not dedup:
+        raise vs.Error("flavr: dedup_log is the log of dedup's detector; it needs dedup=True")
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
         raise vs.Error(
             f"flavr: dedup_threshold must be a fraction of full range in [0, 1), e.g. 3/255 (the default), "

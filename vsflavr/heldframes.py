@@ -16,6 +16,7 @@ a new drawing.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 from pathlib import Path
 
@@ -97,38 +98,37 @@ class HeldFrames:
 
     def __init__(self, clip: vs.VideoNode, threshold: float, use_cuts: bool, log: str | Path | None = None) -> None:
         self.shots: list[Shot] = []
-        rows = []
-        flags: list[bool] = []
-        start = run = 0
-        run_start = np.empty(0)
-        for n, frame in enumerate(_with_differences(clip, use_cuts).frames()):
-            props = frame.props
-            current = _pixels(frame)
-            override = _override(frame)
-            if n == 0 or props[_CUT_PROP]:
-                if flags:
-                    self.shots.append(Shot(start, holds_from_flags(flags)))
-                flags, start, run, run_start = [], n, n, current
-                rows.append((n, "", "", 0, n, n, override))
-                flags.append(False)
-                continue
-            to_previous = props[_DIFF_PROP]
-            to_run = to_previous if run == n - 1 else held_difference(run_start, current)
-            if override is None:
-                duplicate = to_previous <= threshold and to_run <= threshold
-            else:
-                duplicate = bool(override)
-            if not duplicate:
-                run, run_start = n, current
-            flags.append(duplicate)
-            rows.append((n, f"{to_previous:.6f}", f"{to_run:.6f}", int(duplicate), run, start, override))
-        self.shots.append(Shot(start, holds_from_flags(flags)))
-        self._starts = [shot.start for shot in self.shots]
-        if log is not None:
-            with Path(log).open("w", newline="", encoding="utf-8") as f:
-                writer = csv.writer(f)
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if log is not None:  # opened first: a path that cannot be written fails before the pass
+                writer = csv.writer(stack.enter_context(Path(log).open("w", newline="", encoding="utf-8")))
                 writer.writerow(_LOG_COLUMNS)
-                writer.writerows(("" if v is None else v for v in row) for row in rows)
+            flags: list[bool] = []
+            start = run = 0
+            run_start = np.empty(0)
+            for n, frame in enumerate(_with_differences(clip, use_cuts).frames()):
+                current = _pixels(frame)
+                override = _override(frame)
+                if n == 0 or frame.props[_CUT_PROP]:
+                    if flags:
+                        self.shots.append(Shot(start, holds_from_flags(flags)))
+                    flags, start, run, run_start = [False], n, n, current
+                    row: tuple[object, ...] = (n, "", "", 0, n, n, override)
+                else:
+                    to_previous = float(frame.props[_DIFF_PROP])
+                    to_run = to_previous if run == n - 1 else held_difference(run_start, current)
+                    if override is None:
+                        duplicate = to_previous <= threshold and to_run <= threshold
+                    else:
+                        duplicate = bool(override)
+                    if not duplicate:
+                        run, run_start = n, current
+                    flags.append(duplicate)
+                    row = (n, f"{to_previous:.6f}", f"{to_run:.6f}", int(duplicate), run, start, override)
+                if writer is not None:
+                    writer.writerow("" if v is None else v for v in row)
+            self.shots.append(Shot(start, holds_from_flags(flags)))
+        self._starts = [shot.start for shot in self.shots]
 
     def shot(self, i: int) -> Shot:
         """The drawings of the shot holding source frame ``i``."""
