@@ -252,7 +252,7 @@ def test_eval_twos_command(tiny_8x: Path, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_do_no_harm_on_footage_on_ones() -> None:
-    """The slowest shot of bikes.mp4 at its own resolution (tiles of frames 118-136, on ones): nothing is taken
+    """The slowest shot of bikes.mp4 at its own resolution (tiles of frames 125-136, on ones): nothing is taken
     for a hold, so every output frame of dedup=True is that of dedup=False (the issue asks for >= 40 dB)."""
     clip, _ = crop_clip("bikes")
     outputs = [vsflavr.flavr(clip, weights="builtin", device="cpu", dedup=dedup) for dedup in (True, False)]

@@ -3,8 +3,8 @@
     python tools/held_crops.py ../shared/footage tests/data/held_crops.npz
 
 A stretch keeps a few tiles of 128x64 px of the decoded YUV 4:2:0 planes (uint8, as BestSource gives
-them), side by side: bigbuckbunny.mp4 frames 100-121 (107 repeats 106; 118 is the new frame least
-different from its predecessor, 6.7/255) and bikes.mp4 frames 118-136 (the slowest shot, 10.6/255 at
+them), side by side: bigbuckbunny.mp4 frames 104-119 (107 repeats 106; 118 is the new frame least
+different from its predecessor, 6.7/255) and bikes.mp4 frames 125-136 (the slowest frames, 10.6/255 at
 least).  Tiles are chosen greedily until every new frame of the stretch differs from its predecessor by
 more than 1.5 times the detector's threshold inside some tile (or by as much as in the whole frame).
 tests/test_heldframes.py checks that the detector gives the same answers on the tiles as on whole frames.
@@ -22,7 +22,7 @@ from vsflavr.evaluate import open_rgbs
 from vsflavr.frames import frame_to_tensor
 from vsflavr.heldframes import DEFAULT_THRESHOLD, held_difference
 
-STRETCHES = {"bigbuckbunny": ("bigbuckbunny.mp4", 100, 122), "bikes": ("bikes.mp4", 118, 137)}
+STRETCHES = {"bigbuckbunny": ("bigbuckbunny.mp4", 104, 120), "bikes": ("bikes.mp4", 125, 137)}
 TILE_H, TILE_W, STEP = 64, 128, 32
 
 
