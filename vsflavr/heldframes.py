@@ -1,8 +1,9 @@
 """Held drawings: which source frames repeat the drawing before them, found shot by shot.
 
 A frame is a *duplicate* (a held drawing) when it differs by at most ``threshold`` both
-from the frame before it and from the first frame of its run, so that a slow fade or pan
-never chains frame after frame into one long hold.  The difference is local and at full
+from the frame before it and from the first frame of its run, so that slow changes do not
+chain frame after frame into one long hold (a uniform change below :data:`NOISE_FLOOR` per
+pixel, such as a very slow fade, is not seen at all).  The difference is local and at full
 resolution (see :func:`held_difference`): a mouth flap or a blink of a few pixels is a new
 drawing.  A cut is never crossed: a shot's first frame always starts a drawing, and every
 shot is analysed on its own, so a clip split at its cuts gives the same drawings.
@@ -32,7 +33,7 @@ __all__ = ["DEFAULT_THRESHOLD", "HELD_PROP", "NOISE_FLOOR", "WINDOW", "HeldFrame
 DEFAULT_THRESHOLD = 3 / 255
 """Default largest window difference (fraction of full range) of a duplicate.  Measured on real
 encodes: the repeats of bigbuckbunny.mp4 score at most 1.4/255, its closest new frame 6.7/255,
-a 6x6 px change of 48/255 about 6.3/255, and no frame of bikes.mp4 less than 10/255."""
+a 6x6 px change of 48/255 (48 - 3) * 36 / 256 = 6.3/255, and no frame of bikes.mp4 less than 10/255."""
 
 NOISE_FLOOR = 3 / 255
 """Per-pixel luma differences up to this much are taken as codec noise and grain: only the excess counts."""
