@@ -27,6 +27,7 @@ def vspipe(*args: str) -> subprocess.CompletedProcess[bytes]:
     [
         ("flavr_2x.vpy", 500, "F50:1"),
         ("film_to_5994.vpy", 625, "F60000:1001"),
+        ("anime_twos.vpy", 250, "F25:1"),
         pytest.param(
             "external_scenes.vpy",
             500,

@@ -16,7 +16,10 @@ import vapoursynth as vs
 from .backends import DEFAULT_OVERLAP, Backend, Runner, resolve_device, select_backend
 from .checkpoint import Checkpoint, CheckpointError
 from .errors import one_line
-from .pipeline import interpolate
+from .heldframes import DEFAULT_THRESHOLD as DEFAULT_HELD_THRESHOLD
+from .heldframes import HeldFrames
+from .pipeline import interpolate, interpolate_drawings
+from .retime import ANCHORS, Retime
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
 from .schedule import Schedule
 from .weights import WeightsNotFound, resolve_checkpoint
@@ -42,6 +45,11 @@ def flavr(
     sc: bool = True,
     sc_threshold: float | None = DEFAULT_THRESHOLD,
     auto_download: bool | None = None,
+    dedup: bool = False,
+    dedup_threshold: float = DEFAULT_HELD_THRESHOLD,
+    dedup_max_hold: int = 3,
+    dedup_anchor: str = "start",
+    dedup_log: str | os.PathLike[str] | None = None,
 ) -> vs.VideoNode:
     """Interpolate frames with FLAVR, raising the frame rate by ``multi`` or to ``fps_num / fps_den``.
 
@@ -76,14 +84,35 @@ def flavr(
             (0..1) between neighbouring frames; default 0.12.  ``None`` turns the built-in
             detector off and uses only ``_SceneChangeNext``/``_SceneChangePrev`` already on the clip.
         auto_download: download missing official weights (default off, or env ``VSFLAVR_AUTO_DOWNLOAD=1``).
+        dedup: for animation drawn on twos or threes: find held drawings (frames repeating the one
+            before) and give every drawing of a shot an even share of time, so the motion is even
+            instead of "still, then a jump".  Same frame count and rate as without it; ``multi=1``
+            (only with ``dedup``) keeps the rate and replaces held copies by in-between drawings.
+            An 8x checkpoint is preferred: with a 2x one only the middle of two drawings exists.
+        dedup_threshold: the largest local difference (fraction of full range, default 3/255) of
+            a held copy, measured on 16x16 px windows of luma after ignoring per-pixel codec noise
+            below 3/255.  Raise it for noisy or grainy sources whose holds are missed, lower it
+            if small changes (a blink, a mouth) are taken for holds; ``dedup_log`` shows the values.
+        dedup_max_hold: the longest run of frames showing one drawing that is part of the cadence
+            (default 3: twos and threes).  Longer runs are stills: they stay still, and only their
+            last frames move to the next drawing.
+        dedup_anchor: ``"start"`` (default): a drawing's time is its first frame, as drawn (lip
+            sync, impacts); ``"center"``: the middle of its hold (moves each drawing by half a
+            hold, e.g. 21 ms on twos at 23.976 fps).
+        dedup_log: a CSV file receiving one row per source frame: frame, difference from the
+            previous frame and from its run's first frame, duplicate or not, run, shot, override.
+            A ``FLAVRHeld`` property on a source frame (1 held, 0 new drawing) overrides the detector.
 
     Returns:
         A clip of the same format and size at the new rate.  Interpolated frames carry
         ``FLAVRInterpolated = 1`` and ``FLAVRPhase`` (their position between the two source
-        frames, 0..1); every other property comes from the nearest source frame.
+        frames, 0..1); every other property comes from the nearest source frame.  With
+        ``dedup``, frames also carry ``FLAVRDrawing`` (the source frame of the drawing shown,
+        or of the earlier of the two) and ``FLAVRHold`` (that drawing's hold in frames).
     """
     source_rate = _check_clip(clip)
-    ratio = _check_rate(source_rate, multi, fps_num, fps_den)
+    _check_dedup(dedup, dedup_threshold, dedup_max_hold, dedup_anchor, dedup_log)
+    ratio = _check_rate(source_rate, multi, fps_num, fps_den, dedup)
     if not isinstance(sc, bool):
         raise vs.Error(f"flavr: sc must be True or False, got {sc!r}")
     if sc_threshold is not None and (
@@ -102,7 +131,7 @@ def flavr(
         ) from None
 
     integer_multi = int(ratio) if fps_num is None else None
-    checkpoint = _load_weights(weights, integer_multi, auto_download)
+    checkpoint = _load_weights(weights, None if dedup else integer_multi, auto_download)  # dedup: the finest grid
     grid = checkpoint.architecture.multi
     if integer_multi is not None and grid % integer_multi:
         raise vs.Error(
@@ -113,6 +142,24 @@ def flavr(
     runner = _start_backend(settings, checkpoint, backend, torch_device)
     if sc and sc_threshold is not None:
         clip = mark_scene_changes(clip, sc_threshold)
+    if dedup:
+        if ratio != 1 and grid < 8:
+            logger.warning(
+                "flavr: dedup with a %dx checkpoint places in-betweens at the nearest 1/%d of the way between two "
+                "drawings, which can leave motion uneven at this rate; an 8x checkpoint gives even motion (multi=1 "
+                "fills twos with any checkpoint)",
+                grid,
+                grid,
+            )
+        try:
+            held = HeldFrames(clip, dedup_threshold, use_cuts=sc, log=dedup_log)
+        except OSError as exc:
+            raise vs.Error(f"flavr: cannot write dedup_log {dedup_log}: {exc.strerror or exc}") from None
+        retime = Retime(clip.num_frames, ratio)
+        rate = source_rate * ratio
+        return interpolate_drawings(
+            clip, retime, held, runner, rate, grid=grid, max_hold=dedup_max_hold, anchor=dedup_anchor
+        )
     schedule = Schedule(clip.num_frames, ratio, grid)
     return interpolate(clip, schedule, runner, source_rate * ratio, use_cuts=sc)
 
@@ -148,12 +195,17 @@ def _check_clip(clip: vs.VideoNode) -> Fraction:
     return Fraction(clip.fps_num, clip.fps_den)
 
 
-def _check_rate(source_rate: Fraction, multi: int | None, fps_num: int | None, fps_den: int | None) -> Fraction:
-    """The output/input frame-rate ratio asked for by ``multi`` or ``fps_num``/``fps_den``."""
+def _check_rate(
+    source_rate: Fraction, multi: int | None, fps_num: int | None, fps_den: int | None, dedup: bool = False
+) -> Fraction:
+    """The output/input frame-rate ratio asked for by ``multi`` or ``fps_num``/``fps_den`` (``multi=1`` with dedup)."""
     if fps_num is None and fps_den is None:
         multi = 2 if multi is None else multi
-        if isinstance(multi, bool) or not isinstance(multi, int) or multi < 2:
-            raise vs.Error(f"flavr: multi must be an integer >= 2, got {multi!r}; for other rates use fps_num/fps_den")
+        if isinstance(multi, bool) or not isinstance(multi, int) or multi < 2 - dedup:
+            also = "" if dedup else " (or 1 with dedup=True, which fills held drawings)"
+            raise vs.Error(
+                f"flavr: multi must be an integer >= 2{also}, got {multi!r}; for other rates use fps_num/fps_den"
+            )
         return Fraction(multi)
     if multi is not None:
         raise vs.Error("flavr: give either multi or fps_num/fps_den, not both")
@@ -170,6 +222,23 @@ def _check_rate(source_rate: Fraction, multi: int | None, fps_num: int | None, f
             "vsflavr only raises the rate (use core.std.AssumeFPS or a decimator to lower it)"
         )
     return ratio
+
+
+def _check_dedup(dedup: bool, threshold: float, max_hold: int, anchor: str, log: object) -> None:
+    """Check the dedup options (whether or not dedup is on, so a typo never waits for the day it is)."""
+    if not isinstance(dedup, bool):
+        raise vs.Error(f"flavr: dedup must be True or False, got {dedup!r}")
+    if log is not None and not dedup:
+        raise vs.Error("flavr: dedup_log is the log of dedup's detector; it needs dedup=True")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold < 1:
+        raise vs.Error(
+            f"flavr: dedup_threshold must be a fraction of full range in [0, 1), e.g. 3/255 (the default), "
+            f"got {threshold!r}"
+        )
+    if isinstance(max_hold, bool) or not isinstance(max_hold, int) or max_hold < 2:
+        raise vs.Error(f"flavr: dedup_max_hold must be an integer >= 2 (3 covers twos and threes), got {max_hold!r}")
+    if anchor not in ANCHORS:
+        raise vs.Error(f"flavr: dedup_anchor must be one of {', '.join(map(repr, ANCHORS))}, got {anchor!r}")
 
 
 def _load_weights(weights: str | os.PathLike[str] | None, multi: int | None, auto_download: bool | None) -> Checkpoint:

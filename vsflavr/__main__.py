@@ -197,15 +197,17 @@ def evaluate_clip(args: argparse.Namespace) -> int:
         return 2
     try:
         clip = evaluate.open_rgbs(args.clip, args.frames)
-        result = evaluate.evaluate(
-            clip,
-            args.multi,
-            weights=args.weights,
-            device=_device(args.device),
-            precision=args.precision,
-            sc_threshold=args.sc_threshold,
-            progress=not args.quiet,
-        )
+        options = {
+            "weights": args.weights,
+            "device": _device(args.device),
+            "precision": args.precision,
+            "sc_threshold": args.sc_threshold,
+            "progress": not args.quiet,
+        }
+        if args.twos:
+            result = evaluate.evaluate_twos(clip, **options)
+        else:
+            result = evaluate.evaluate(clip, args.multi, **options)
     except (vs.Error, ValueError) as exc:
         logger.error("vsflavr eval: %s", str(exc).strip().splitlines()[0])
         return 1
@@ -236,6 +238,12 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--weights", help="a checkpoint file or directory, 'official' or 'builtin' (default: the search)")
     p.add_argument("--multi", type=int, default=2, help="keep one frame in K and rebuild the rest (default 2)")
     p.add_argument("--frames", type=int, help="use only the first N frames of the clip")
+    p.add_argument(
+        "--twos",
+        action="store_true",
+        help="measure dedup instead: hold every even frame twice (light noise on the copy), rebuild the odd "
+        "frames with flavr(multi=1, dedup=True), and score them next to the held copies and blending",
+    )
     p.add_argument("--csv", help="write per-frame scores to this CSV file")
     p.add_argument("--plot", help="write a PNG plot of PSNR over time to this file")
     p.add_argument("--device", help="GPU index, 'cuda:N' or 'cpu' (default: the first GPU, else the CPU)")

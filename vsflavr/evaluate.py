@@ -12,6 +12,10 @@ frames: a kept frame is marked as followed by a cut when a cut lies anywhere bef
 next kept frame.  Frames of such a gap cannot be rebuilt from their neighbours by any
 method; they are scored but left out of the means.  Frames after the last kept frame
 have no right neighbour and are not scored.  All frames are clamped to 0..1 before scoring.
+
+:func:`evaluate_twos` measures ``dedup`` the same way: the clip is put "on twos" (every even
+frame held twice, the copy with light noise, as a drawing held on twos by an encoder), and
+``flavr(twos, multi=1, dedup=True)`` must rebuild the odd frames that the copies replaced.
 """
 
 from __future__ import annotations
@@ -38,7 +42,9 @@ __all__ = [
     "Evaluation",
     "FrameScore",
     "evaluate",
+    "evaluate_twos",
     "keep_every",
+    "on_twos",
     "open_rgbs",
     "plot_psnr",
     "psnr",
@@ -49,6 +55,10 @@ __all__ = [
 
 METHODS = ("flavr", "blend", "repeat")
 """The rebuilding methods compared, in report order."""
+
+TWOS_METHODS = ("dedup", "held", "blend")
+"""What :func:`evaluate_twos` compares: ``flavr(multi=1, dedup=True)``, the held copy itself (what
+``dedup=False`` shows at that time, at any multi: source frames pass through), and the blend of the two drawings."""
 
 PSNR_CAP = 100.0
 """PSNR given to a frame rebuilt without any error (its true PSNR is infinite)."""
@@ -95,6 +105,8 @@ class Evaluation:
     scores: list[FrameScore]
     cuts: list[int]
     """Original frames that start a new shot (a cut lies just before them)."""
+    methods: tuple[str, ...] = METHODS
+    """The methods scored, in report order; the summary gives the first one's gain over the second."""
 
     @property
     def excluded(self) -> int:
@@ -185,6 +197,66 @@ def evaluate(
     return Evaluation(multi=multi, scores=scores, cuts=cuts)
 
 
+def on_twos(clip: vs.VideoNode, noise: float = 1 / 255) -> vs.VideoNode:
+    """``clip`` as if drawn on twos: frames 0, 0', 2, 2', 4, 4', ... (same length and rate).
+
+    Each copy ``k'`` is frame ``k`` plus Gaussian noise of standard deviation ``noise`` (seeded
+    by the frame number), rounded to 8-bit steps, as an encoder leaves a held drawing.  Cut
+    marks: a copy has ``_SceneChangeNext`` when a cut of ``clip`` lies before the next even frame.
+    """
+    kept = keep_every(clip, 2)
+    first = kept.std.RemoveFrameProps("_SceneChangeNext")
+
+    def add_noise(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
+        out = f.copy()
+        rng = np.random.default_rng(n)
+        for p in range(out.format.num_planes):
+            plane = np.asarray(out[p])
+            noisy = np.round((plane + rng.normal(0, noise, plane.shape)) * 255) / 255
+            np.copyto(plane, np.clip(noisy, 0, 1), casting="unsafe")
+        return out
+
+    return vs.core.std.Interleave([first, kept.std.ModifyFrame(kept, add_noise)])[: clip.num_frames]
+
+
+def evaluate_twos(
+    clip: vs.VideoNode,
+    *,
+    weights: str | Path | None = None,
+    device: int | str | None = None,
+    precision: str = "auto",
+    sc_threshold: float | None = DEFAULT_THRESHOLD,
+    progress: bool = False,
+) -> Evaluation:
+    """Put ``clip`` on twos (:func:`on_twos`), fill the holds with ``flavr(multi=1, dedup=True)``, score the odd frames.
+
+    Each odd frame is scored as rebuilt by ``dedup``, as the held copy that replaced it
+    (``held``, what ``dedup=False`` shows) and as the blend of its even neighbours; arguments as
+    for :func:`evaluate`.  Frames whose neighbours straddle a cut of ``clip`` are left out of the means.
+    """
+    if clip.num_frames < 3:
+        raise ValueError(f"the clip has {clip.num_frames} frames; putting it on twos needs at least 3")
+    original = clip if sc_threshold is None else mark_scene_changes(clip, sc_threshold)
+    twos = on_twos(original)
+    rebuilt = flavr(twos, multi=1, dedup=True, weights=weights, device=device, precision=precision, sc_threshold=None)
+    scores: list[FrameScore] = []
+    cuts = [n for n in range(1, clip.num_frames) if is_cut(original.get_frame(n - 1), original.get_frame(n))]
+    for frame in tqdm(range(1, clip.num_frames - 1, 2), desc="scoring", unit="frame", disable=not progress):
+        held = twos.get_frame(frame)
+        before, after = _pixels(twos.get_frame(frame - 1)), _pixels(twos.get_frame(frame + 1))
+        reference = _pixels(original.get_frame(frame))
+        candidates = {"dedup": _pixels(rebuilt.get_frame(frame)), "held": _pixels(held), "blend": (before + after) / 2}
+        scores.append(
+            FrameScore(
+                frame=frame,
+                cut=bool(held.props.get("_SceneChangeNext", 0)),
+                psnr={m: psnr(reference, x) for m, x in candidates.items()},
+                ssim={m: ssim(reference, x) for m, x in candidates.items()},
+            )
+        )
+    return Evaluation(multi=2, scores=scores, cuts=cuts, methods=TWOS_METHODS)
+
+
 def _pixels(frame: vs.VideoFrame) -> np.ndarray:
     """A frame as a (3, H, W) float32 array clamped to 0..1."""
     return frame_to_tensor(frame).clamp(0.0, 1.0).numpy()
@@ -193,11 +265,12 @@ def _pixels(frame: vs.VideoFrame) -> np.ndarray:
 def summary(evaluation: Evaluation) -> list[str]:
     """A table of mean PSNR and SSIM per method, and FLAVR's gain over blending."""
     lines = [f"{'method':<8} {'PSNR (dB)':>10} {'SSIM':>8}"]
-    lines += [f"{m:<8} {evaluation.mean('psnr', m):>10.2f} {evaluation.mean('ssim', m):>8.4f}" for m in METHODS]
+    methods = evaluation.methods
+    lines += [f"{m:<8} {evaluation.mean('psnr', m):>10.2f} {evaluation.mean('ssim', m):>8.4f}" for m in methods]
     scored = len(evaluation.scores) - evaluation.excluded
-    gain = evaluation.mean("psnr", "flavr") - evaluation.mean("psnr", "blend")
+    gain = evaluation.mean("psnr", methods[0]) - evaluation.mean("psnr", methods[1])
     lines.append(
-        f"FLAVR vs blend: {gain:+.2f} dB over {scored} rebuilt frames "
+        f"{methods[0].upper()} vs {methods[1]}: {gain:+.2f} dB over {scored} rebuilt frames "
         f"({evaluation.excluded} excluded: their gap spans one of {len(evaluation.cuts)} scene cuts)"
     )
     return lines
@@ -207,13 +280,14 @@ def write_csv(evaluation: Evaluation, path: str | Path) -> None:
     """One row per scored frame: its number, PSNR and SSIM of each method, and whether it is excluded."""
     with Path(path).open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["frame", *(f"psnr_{m}" for m in METHODS), *(f"ssim_{m}" for m in METHODS), "cut_excluded"])
+        methods = evaluation.methods
+        writer.writerow(["frame", *(f"psnr_{m}" for m in methods), *(f"ssim_{m}" for m in methods), "cut_excluded"])
         for s in evaluation.scores:
             writer.writerow(
                 [
                     s.frame,
-                    *(f"{s.psnr[m]:.4f}" for m in METHODS),
-                    *(f"{s.ssim[m]:.6f}" for m in METHODS),
+                    *(f"{s.psnr[m]:.4f}" for m in methods),
+                    *(f"{s.ssim[m]:.6f}" for m in methods),
                     int(s.cut),
                 ]
             )
@@ -224,7 +298,7 @@ def plot_psnr(evaluation: Evaluation, path: str | Path, title: str = "") -> None
     figure = Figure(figsize=(10, 4), layout="constrained")
     ax = figure.subplots()
     frames = [s.frame for s in evaluation.scores]
-    for method in METHODS:
+    for method in evaluation.methods:
         ax.plot(frames, [math.nan if s.cut else s.psnr[method] for s in evaluation.scores], label=method, lw=1)
     for i, cut in enumerate(evaluation.cuts):
         ax.axvline(cut - 0.5, color="grey", ls="--", lw=0.8, label="scene cut" if i == 0 else None)
