@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,7 +128,9 @@ def _converted(ov: Any, model: FLAVR, cache_dir: Path) -> Any:
     height, width = _EXAMPLE_SIZE
     frames = torch.rand(1, model.n_inputs, 3, height, width)
     mean = torch.rand(1, 3, 1, 1, 1)
-    converted = ov.convert_model(model, example_input=(frames, mean))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer's notes on deprecated torch.jit and constant shapes
+        converted = ov.convert_model(model, example_input=(frames, mean))
     cache_dir.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.partial.xml")
     ov.save_model(converted, partial, compress_to_fp16=False)
