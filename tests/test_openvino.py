@@ -17,10 +17,12 @@ from parity import fixture, write_official_checkpoint
 from test_backends import BF16_TOLERANCE, FP32_TOLERANCE, bikes_window, frames, reference
 
 import vsflavr
+from vsflavr.__main__ import main
 from vsflavr.backends import AutoCPUBackend, CPUBackend, OpenVINOBackend, select_backend
 from vsflavr.backends import cpu_auto as auto_module
 from vsflavr.backends import openvino as ov_module
 from vsflavr.backends.openvino import MISSING_OPENVINO
+from vsflavr.bench import BASELINE, COLUMNS
 from vsflavr.checkpoint import load_checkpoint
 from vsflavr.network import FLAVR
 
@@ -183,3 +185,14 @@ def test_auto_picks_the_measured_faster_cpu_path(
     assert why.startswith("OpenVINO" if expected == "openvino" else "PyTorch")
     if not installed:
         assert "pip install vsflavr[openvino]" in why
+
+
+def test_bench_rows_for_the_builtin_model(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "--size", "64x40", "--repeats", "1", "--weights", "builtin", "--device", "cpu"]
+    assert main([*argv, "--backends", "torch:fp32", "openvino:fp32", "openvino:bf16"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("# CPU: ") and lines[1] == " | ".join(COLUMNS)
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines[2:]]
+    assert [row[2] for row in rows] == [BASELINE, "torch:fp32", "openvino:fp32", "openvino:bf16"]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[7]) <= (BF16_TOLERANCE if "bf16" in row[2] else FP32_TOLERANCE)

@@ -7,7 +7,8 @@ measured, not assumed.  After a first pass each (compilation happens there), the
 passes go round the baseline and the backends in turn, and the fastest pass of each
 counts: on a shared machine, other work only ever adds time.  Inputs are synthetic footage-like frames (smooth gradients and
 texture moving a few pixels per frame), so no file is needed; the network is the
-official architecture with seeded random weights unless a checkpoint is given.
+official architecture with seeded random weights unless a checkpoint is given (``builtin``: the built-in
+model).  On the CPU the table starts with a ``# CPU:`` line naming the CPU and its relevant flags.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, partial
 from pathlib import Path
 from typing import TextIO
@@ -27,9 +28,12 @@ from typing import TextIO
 import torch
 from torch import Tensor
 
-from .backends import Backend, select_backend
+from .backends import Backend, OpenVINOBackend, select_backend
+from .backends.cpu import cpu_description
+from .backends.openvino import openvino_available
 from .checkpoint import load_checkpoint
 from .network import FLAVR
+from .weights import BUILTIN_MODEL
 
 __all__ = ["Row", "default_specs", "parse_size", "run_bench", "sample_frames"]
 
@@ -78,7 +82,7 @@ def default_specs(device: torch.device) -> list[str]:
     """The backends measured when none are named: PyTorch in each precision the device runs fast."""
     if device.type == "cuda":
         return ["torch:fp16", "torch:bf16"]
-    return ["torch:fp32", "torch:bf16"]
+    return ["torch:fp32", "torch:bf16", *(["openvino:fp32", "openvino:bf16"] if openvino_available() else [])]
 
 
 def sample_frames(width: int, height: int) -> Tensor:
@@ -186,6 +190,8 @@ def _official(model: FLAVR, frames: Tensor, device: torch.device) -> Callable[[]
 
 
 def _network(multi: int, weights: Path | None) -> FLAVR:
+    if weights == Path("builtin"):
+        weights = BUILTIN_MODEL
     if weights is not None:
         model = load_checkpoint(weights).model
         if model.n_outputs + 1 < multi or (model.n_outputs + 1) % multi:
@@ -197,7 +203,9 @@ def _network(multi: int, weights: Path | None) -> FLAVR:
 
 def _backend(spec: str, device: torch.device) -> Backend:
     name, _, precision = spec.partition(":")
-    return select_backend(name, device, precision or "auto")
+    backend = select_backend(name, device, precision or "auto")
+    # Rows time one pass at a time: one OpenVINO stream, so that the pass has every core.
+    return replace(backend, streams=1) if isinstance(backend, OpenVINOBackend) else backend
 
 
 def run_bench(
@@ -212,6 +220,8 @@ def run_bench(
 ) -> int:
     """Print the table to ``out``; returns 1 if a backend could not run, else 0."""
     failed = 0
+    if device.type == "cpu":
+        print(f"# CPU: {cpu_description()}", file=out, flush=True)
     print(" | ".join(COLUMNS), file=out, flush=True)
     for multi in multis:
         network = _network(multi, weights)
