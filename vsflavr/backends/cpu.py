@@ -104,11 +104,22 @@ class CPUBackend(Backend):
         )
 
 
+_SLOW_CONV3D_LIMIT = 20480
+"""PyTorch runs a batch-of-one 3D convolution with a kernel of 3 or less in its reference ``slow_conv3d``
+when channels x time x height is at most this (aten/src/ATen/native/Convolution.cpp, ``use_mkldnn``)."""
+
+
 class _OneDNNConv3d(nn.Conv3d):
-    """A Conv3d that runs oneDNN's convolution in fp32 (see :func:`onednn_conv3d`)."""
+    """A Conv3d that calls oneDNN where PyTorch would pick ``slow_conv3d`` (see :func:`onednn_conv3d`)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dtype != torch.float32 or self.weight.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
+        if (
+            x.dtype != torch.float32
+            or self.weight.dtype != torch.float32
+            or torch.is_autocast_enabled("cpu")
+            or x.shape[0] != 1
+            or x.shape[1] * x.shape[2] * x.shape[3] > _SLOW_CONV3D_LIMIT
+        ):
             return super().forward(x)
         return torch.ops.aten.mkldnn_convolution(
             x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups
@@ -116,18 +127,24 @@ class _OneDNNConv3d(nn.Conv3d):
 
 
 def onednn_conv3d(model: FLAVR) -> FLAVR:
-    """``model`` (changed in place) with its fp32 3D convolutions always in oneDNN.
+    """``model`` (changed in place) with its fp32 3x3x3 convolutions in oneDNN where PyTorch would not use it.
 
     For a batch of one, PyTorch picks its reference ``slow_conv3d`` instead of oneDNN when
-    channels x time x height is small (under 20480) and the kernel is 3x3x3: most layers of
-    the built-in model at 640x272 (91 % of its fp32 time there) and the deep layers of the
-    official one on small frames.  oneDNN gives the same sums (within 1e-6) several times
-    faster.  bf16 (autocast) already runs in oneDNN and is left as it is.
+    channels x time x height is small (at most 20480) and the kernel is 3x3x3: most layers of
+    the built-in model at 640x272 (91 % of its fp32 time there, torch.profiler) and the deep
+    layers of the official one on small frames.  oneDNN gives the same sums (within 1e-6)
+    several times faster there.  Larger layers already run in oneDNN, 1x1x1 gates cost nothing,
+    and bf16 (autocast) always runs in oneDNN: those are left as they are.
     """
     if not torch.backends.mkldnn.is_available():
         return model
     for module in model.modules():
-        if type(module) is nn.Conv3d and module.padding_mode == "zeros" and isinstance(module.padding, tuple):
+        if (
+            type(module) is nn.Conv3d
+            and module.kernel_size != (1, 1, 1)
+            and module.padding_mode == "zeros"
+            and isinstance(module.padding, tuple)
+        ):
             module.__class__ = _OneDNNConv3d
     return model
 
