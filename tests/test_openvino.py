@@ -100,8 +100,9 @@ def test_second_load_reads_the_cache_instead_of_converting(
         OpenVINOBackend(cache_dir=tmp_path).load(other)
 
 
-def test_concurrent_calls_give_the_bytes_of_one_at_a_time(tiny_2x: Path, cache: Path) -> None:
-    runner = OpenVINOBackend(cache_dir=cache).load(load_checkpoint(tiny_2x).model)
+@pytest.mark.parametrize("streams", [1, None])
+def test_concurrent_calls_give_the_bytes_of_one_at_a_time(tiny_2x: Path, cache: Path, streams: int | None) -> None:
+    runner = OpenVINOBackend(streams=streams, cache_dir=cache).load(load_checkpoint(tiny_2x).model)
     inputs = [frames(seed=s) for s in range(6)]
     alone = [runner(x) for x in inputs]
     together: dict[int, torch.Tensor] = {}

@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 from typing import TextIO
@@ -28,7 +28,7 @@ from typing import TextIO
 import torch
 from torch import Tensor
 
-from .backends import Backend, OpenVINOBackend, select_backend
+from .backends import Backend, select_backend
 from .backends.cpu import cpu_description
 from .backends.openvino import openvino_available
 from .checkpoint import load_checkpoint
@@ -203,9 +203,7 @@ def _network(multi: int, weights: Path | None) -> FLAVR:
 
 def _backend(spec: str, device: torch.device) -> Backend:
     name, _, precision = spec.partition(":")
-    backend = select_backend(name, device, precision or "auto")
-    # Rows time one pass at a time: one OpenVINO stream, so that the pass has every core.
-    return replace(backend, streams=1) if isinstance(backend, OpenVINOBackend) else backend
+    return select_backend(name, device, precision or "auto")
 
 
 def run_bench(

@@ -4,8 +4,9 @@ The PyTorch network is converted once (``openvino.convert_model``, about 5-15 s)
 saved as OpenVINO IR in the user cache directory under the weights' checksum, so a later run
 reads it in a moment.  Each frame size is compiled on first use (with OpenVINO's own model cache
 in the same directory) for the precision asked for.  Several VapourSynth requests at once are
-served by a pool of infer requests, one per OpenVINO stream: the streams split the cores between
-them, so concurrent passes neither wait on one request nor oversubscribe the CPU.
+served by a pool of infer requests, one more than OpenVINO's streams (by default one stream that
+uses every core): concurrent calls neither wait on one request nor run more passes than the
+streams the cores were split into, so they never oversubscribe the CPU.
 """
 
 from __future__ import annotations
@@ -82,14 +83,15 @@ class OpenVINOBackend(Backend):
         precision: ``"fp32"`` (within 1e-4 of the PyTorch fp32 network) or ``"bf16"`` (within
             2e-2; on CPUs without native bf16 it falls back to fp32 with a logged message).
         streams: OpenVINO streams, i.e. passes that run at once, the cores split between them.
-            ``None``: as many as OpenVINO finds best for throughput (on 2 cores: 2 streams of one
-            core each), which suits VapourSynth's parallel requests; ``1``: each pass uses every
-            core, which suits one request at a time.
+            ``1`` (default): each pass uses every core, one after the other.  ``None``: as many
+            as OpenVINO finds best for throughput (on 2 cores: 2 streams of one core each).  On
+            a 2-core AMD EPYC shared with other work, ``None`` measured slower (OpenVINO pins
+            each stream's thread to a core, which other processes then hold up).
         cache_dir: directory of converted networks and compiled blobs; ``None``: :func:`default_cache_dir`.
     """
 
     precision: Literal["fp32", "bf16"] = "fp32"
-    streams: int | None = None
+    streams: int | None = 1
     cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -168,7 +170,8 @@ class _Networks:
         model.reshape({0: list(shape), 1: [shape[0], 3, 1, 1, 1]})
         compiled = self._core.compile_model(model, "CPU", self._config)
         pool: queue.Queue[Any] = queue.Queue()
-        for _ in range(max(1, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))):
+        # One request more than OpenVINO needs busy: a caller's copies overlap another's pass.
+        for _ in range(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") + 1):
             pool.put(compiled.create_infer_request())
         return pool
 
