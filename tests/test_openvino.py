@@ -98,6 +98,10 @@ def test_second_load_reads_the_cache_instead_of_converting(
     other = FLAVR(1, widths=(8, 16, 32, 64))  # other weights: a new conversion, not the cached one
     with pytest.raises(AssertionError, match="converted again"):
         OpenVINOBackend(cache_dir=tmp_path).load(other)
+    other.skip = "blend"  # the same weights with another skip: another graph
+    other.load_state_dict(load_checkpoint(tiny_2x).model.state_dict())
+    with pytest.raises(AssertionError, match="converted again"):
+        OpenVINOBackend(cache_dir=tmp_path).load(other)
 
 
 @pytest.mark.parametrize("streams", [1, None])

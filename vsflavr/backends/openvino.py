@@ -11,7 +11,7 @@ streams the cores were split into, so they never oversubscribe the CPU.
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import logging
 import os
 import queue
@@ -28,6 +28,7 @@ import platformdirs
 import torch
 from torch import Tensor
 
+from .. import network
 from ..network import FLAVR
 from .base import Backend, Runner
 from .tensorrt import weights_checksum
@@ -54,11 +55,6 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("vsflavr")) / "openvino"
 
 
-def openvino_available() -> bool:
-    """Whether the ``openvino`` package is installed (without importing it)."""
-    return importlib.util.find_spec("openvino") is not None
-
-
 def _import_openvino() -> Any:
     """The openvino module; ValueError naming the extra when it is missing."""
     try:
@@ -66,6 +62,16 @@ def _import_openvino() -> Any:
     except ImportError:
         raise ValueError(MISSING_OPENVINO) from None
     return openvino
+
+
+@cache
+def openvino_available() -> bool:
+    """Whether the ``openvino`` package is installed and imports."""
+    try:
+        _import_openvino()
+    except ValueError:
+        return False
+    return True
 
 
 @cache
@@ -121,9 +127,16 @@ class OpenVINOBackend(Backend):
         )
 
 
+def _network_key(model: FLAVR) -> str:
+    """16 hex digits naming the converted graph: the weights, the skip mode and the network's source code."""
+    digest = hashlib.sha256(f"{weights_checksum(model)};{model.skip};".encode())
+    digest.update(Path(network.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def _converted(ov: Any, model: FLAVR, cache_dir: Path) -> Any:
     """``model`` as an OpenVINO model with dynamic frame size, read from the cache or converted and saved there."""
-    path = cache_dir / f"flavr_{weights_checksum(model)[:16]}_openvino-{ov.get_version().split('-')[0]}.xml"
+    path = cache_dir / f"flavr_{_network_key(model)}_openvino-{ov.get_version().split('-')[0]}.xml"
     if path.is_file() and path.with_suffix(".bin").is_file():
         return ov.Core().read_model(path)
     logger.info("vsflavr: converting the network for OpenVINO (seconds, once): %s", path)
