@@ -1,14 +1,16 @@
 """``backend="auto"`` on the CPU: PyTorch or OpenVINO, whichever measured faster for the model and the CPU.
 
-The rule, from ``python -m vsflavr bench`` runs (2 cores each, one run per line, ratios within a run):
+The rule, from ``python -m vsflavr bench`` runs (2 cores each, ratios within one run; the figures
+and commands are in README "Performance"):
 
 - The built-in model (or any network narrower than the official one): OpenVINO.  On an AMD EPYC
-  (Zen 5, AVX-512 with avx512_bf16, no AMX) at 640x272, OpenVINO f32 ran 8.8x the official way
-  (PyTorch fp32 eager) and OpenVINO bf16 1.3x PyTorch bf16; on an AVX2-only EPYC the issue
-  that asked for this backend measured 6.4x (f32).
-- The official architecture: OpenVINO on CPUs with AVX-512 (Zen 5 above at 256x256: f32 1.15x
-  PyTorch fp32, bf16 1.25x PyTorch bf16; the issue's Xeon with AMX: bf16 2.39x against 1.9-2.0x),
-  PyTorch on CPUs without (the issue's AVX2-only EPYC: OpenVINO f32 0.88x PyTorch fp32).
+  (Zen 5, AVX-512 with avx512_bf16, no AMX) at 640x272, OpenVINO f32 ran 8.9x the official way
+  (PyTorch fp32 eager) and OpenVINO bf16 2.5x PyTorch bf16; on an AVX2-only EPYC the issue that
+  asked for this backend measured OpenVINO f32 at 6.4x the official way.
+- The official architecture: OpenVINO on CPUs with AVX-512 (the Zen 5 above at 256x256: f32 1.3x
+  PyTorch fp32, bf16 1.34x PyTorch bf16; the issue's Xeon with AMX: bf16 2.39x the official way
+  against 1.9-2.0x for PyTorch bf16), PyTorch on CPUs without (the issue's AVX2-only EPYC:
+  OpenVINO f32 0.88x PyTorch fp32).
 - Without the ``openvino`` package: PyTorch.
 """
 
@@ -49,9 +51,9 @@ class AutoCPUBackend(Backend):
             )
         openvino = OpenVINOBackend(precision=self.precision, **tiling)
         if sum(model.widths) < sum(OFFICIAL_WIDTHS):
-            return openvino, "OpenVINO: for this narrow network it measured 6-9x PyTorch fp32 and 1.3x PyTorch bf16"
+            return openvino, "OpenVINO: for this narrow network it measured 6-9x the official code, 2x PyTorch bf16"
         if "avx512f" in cpu_flags():
-            return openvino, "OpenVINO: on CPUs with AVX-512 it measured 1.15-1.25x PyTorch on the official network"
+            return openvino, "OpenVINO: on CPUs with AVX-512 it measured 1.15-1.35x PyTorch on the official network"
         return torch_backend, "PyTorch: on CPUs without AVX-512 OpenVINO measured 0.88x PyTorch on the official network"
 
     def load(self, model: FLAVR) -> Runner:
