@@ -83,7 +83,7 @@ def openvino_native_bf16() -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class OpenVINOBackend(Backend):
-    """FLAVR through OpenVINO on the CPU (needs the ``openvino`` extra: ``pip install vsflavr[openvino]``).
+    """FLAVR through OpenVINO on the CPU (installed with vsflavr on x86-64, elsewhere ``pip install vsflavr[openvino]``).
 
     Attributes:
         precision: ``"fp32"`` (within 1e-4 of the PyTorch fp32 network) or ``"bf16"`` (within
@@ -91,8 +91,9 @@ class OpenVINOBackend(Backend):
         streams: OpenVINO streams, i.e. passes that run at once, the cores split between them.
             ``1`` (default): each pass uses every core, one after the other.  ``None``: as many
             as OpenVINO finds best for throughput (on 2 cores: 2 streams of one core each).  On
-            a 2-core AMD EPYC shared with other work, ``None`` measured slower (OpenVINO pins
-            each stream's thread to a core, which other processes then hold up).
+            a 2-core AMD EPYC shared with other work (vspipe, bikes.mp4 at 2x) one stream was
+            ahead in bf16 (9.9 against 7.5 fps) and behind in fp32 (3.3 against 4.6 fps); the
+            default keeps the bf16 winner, which is also the faster single pass.
         cache_dir: directory of converted networks and compiled blobs; ``None``: :func:`default_cache_dir`.
     """
 
