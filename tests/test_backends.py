@@ -6,6 +6,7 @@ import itertools
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ from conftest import make_checkpoint, open_bikes
 
 from vsflavr import backends
 from vsflavr.backends import (
+    AutoCPUBackend,
     CPUBackend,
     CUDABackend,
+    OpenVINOBackend,
     Runner,
     TensorRTBackend,
     cpu_supports_bf16,
@@ -89,6 +92,23 @@ def test_bf16_support_is_read_from_the_cpu_flags() -> None:
     )
 
 
+def test_cpu_fp32_runs_no_3x3x3_convolution_in_slow_conv3d(tiny_2x: Path) -> None:
+    """PyTorch's reference slow_conv3d (most of the built-in model's fp32 time) runs only the 1x1x1 gates."""
+    x = frames(height=64, width=96)
+    runner = CPUBackend(precision="fp32").load(load_checkpoint(tiny_2x).model)
+
+    def slow_kernels(run: Callable[[], object]) -> set[str]:
+        """The weight shapes that went through slow_conv3d."""
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+            run()
+        events = prof.key_averages(group_by_input_shape=True)
+        return {str(e.input_shapes[1][2:]) for e in events if e.key == "aten::slow_conv3d_forward"}
+
+    assert "[3, 3, 3]" in slow_kernels(lambda: reference(tiny_2x, x))  # without the fix: the test can fail
+    assert slow_kernels(lambda: runner(x)) <= {"[1, 1, 1]"}
+    torch.testing.assert_close(runner(x), reference(tiny_2x, x), rtol=0, atol=FP32_TOLERANCE)
+
+
 def test_cpu_compile_matches_eager(tiny_2x: Path) -> None:
     x = frames(height=32, width=32)
     out = CPUBackend(precision="fp32", compile=True).load(load_checkpoint(tiny_2x).model)(x)
@@ -134,7 +154,8 @@ def test_trt_without_torch_tensorrt_is_a_clear_error(tiny_2x: Path, monkeypatch:
 @pytest.mark.parametrize(
     ("backend", "device", "precision", "expected"),
     [
-        ("auto", "cpu", "fp32", CPUBackend(precision="fp32")),
+        ("auto", "cpu", "fp32", AutoCPUBackend(precision="fp32")),
+        ("openvino", "cpu", "bf16", OpenVINOBackend(precision="bf16")),
         ("torch", "cpu", "bf16", CPUBackend(precision="bf16")),
         ("compile", "cpu", "fp32", CPUBackend(precision="fp32", compile=True)),
         ("auto", "cuda:0", "auto", CUDABackend(device=torch.device("cuda", 0), precision="fp16")),
@@ -158,14 +179,15 @@ def test_auto_precision_on_the_cpu_is_bf16_where_it_is_native(
 ) -> None:
     monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native_bf16)
     expected = "bf16" if native_bf16 else "fp32"
-    assert select_backend("auto", torch.device("cpu"), "auto") == CPUBackend(precision=expected)
+    assert select_backend("auto", torch.device("cpu"), "auto") == AutoCPUBackend(precision=expected)
+    assert select_backend("torch", torch.device("cpu"), "auto") == CPUBackend(precision=expected)
     assert select_backend("compile", torch.device("cpu"), "auto") == CPUBackend(precision=expected, compile=True)
 
 
 @pytest.mark.parametrize(
     ("backend", "device", "precision", "message"),
     [
-        ("fast", "cpu", "auto", r"backend must be one of 'auto', 'torch', 'compile', 'trt', got 'fast'"),
+        ("fast", "cpu", "auto", r"backend must be one of 'auto', 'torch', 'compile', 'trt', 'openvino', got 'fast'"),
         ("auto", "cpu", "int8", r"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got 'int8'"),
         ("auto", "cpu", "fp16", r"precision='fp16' is for GPUs"),
         ("trt", "cpu", "auto", r"backend='trt' needs a CUDA GPU"),

@@ -14,13 +14,18 @@ from vsflavr.bench import BASELINE, COLUMNS, parse_size, sample_frames
 
 
 def table(text: str) -> list[list[str]]:
-    return [[cell.strip() for cell in line.split("|")] for line in text.strip().splitlines()]
+    """The rows of the table, without the ``# CPU:`` line above it."""
+    return [
+        [cell.strip() for cell in line.split("|")] for line in text.strip().splitlines() if not line.startswith("#")
+    ]
 
 
 def test_bench_prints_the_baseline_then_each_backend(tiny_2x: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["bench", "--size", "32x32", "64x40", "--repeats", "1", "--weights", str(tiny_2x), "--device", "cpu"]
     assert main([*argv, "--backends", "torch:fp32", "torch:bf16"]) == 0
-    rows = table(capsys.readouterr().out)
+    printed = capsys.readouterr().out
+    assert printed.startswith("# CPU: ")  # the CPU's name and flags above the table
+    rows = table(printed)
     assert tuple(rows[0]) == COLUMNS
     assert [(r[0], r[1], r[2]) for r in rows[1:]] == [
         (size, "2", backend) for size in ("32x32", "64x40") for backend in (BASELINE, "torch:fp32", "torch:bf16")

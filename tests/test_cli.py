@@ -58,7 +58,9 @@ def test_info_says_where_and_in_which_precision_a_default_call_runs(
     monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native)
     status, out, _ = run(capsys, "info")
     assert status == 0
-    assert f"\ndefault run  {expected}\n" in out
+    line = next(line for line in out.splitlines() if line.startswith("default run  "))
+    assert line.startswith(f"default run  {expected}; ")  # then the CPU path and why
+    assert line.split("; ", 1)[1].startswith(("OpenVINO: ", "PyTorch: "))
 
 
 def test_info_reads_the_multi_from_the_file_and_shows_the_builtin_model(

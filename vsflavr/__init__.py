@@ -71,8 +71,10 @@ def flavr(
         precision: ``"auto"`` (fp16 on a GPU; on the CPU bf16 where the CPU has native bf16,
             avx512_bf16 or AMX, else fp32), ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``.
             On CPUs with avx512_bf16 or AMX, ``"bf16"`` is about twice as fast as fp32.
-        backend: how the network runs.  ``"auto"``/``"torch"``: PyTorch (on a GPU with two CUDA
-            streams); ``"compile"``: through ``torch.compile`` (the first frame of a clip takes
+        backend: how the network runs.  ``"auto"``: on a GPU PyTorch; on the CPU OpenVINO or PyTorch,
+            whichever measured faster for the network and CPU (``python -m vsflavr info`` says which);
+            ``"torch"``: PyTorch (on a GPU with two CUDA streams); ``"openvino"``: OpenVINO (CPU only;
+            a dependency on x86-64, elsewhere ``pip install vsflavr[openvino]``); ``"compile"``: through ``torch.compile`` (the first frame of a clip takes
             minutes, later ones run faster); ``"trt"``: TensorRT engines (GPU, ``pip install
             vsflavr[trt]``), built once per frame size and kept in the user cache directory.
         tile_size: run frames as overlapping square tiles of this side (multiple of 8, >= 64) to

@@ -303,9 +303,14 @@ def add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         nargs="+",
         metavar="NAME:PRECISION",
         help="backends to measure, as the filter's backend and precision, e.g. torch:bf16 compile:fp32 trt:fp16 "
-        "(default: torch:fp32 torch:bf16 on the CPU, torch:fp16 torch:bf16 on a GPU)",
+        "(default: torch:fp32 torch:bf16 on the CPU, and openvino:fp32 openvino:bf16 where OpenVINO is installed; "
+        "torch:fp16 torch:bf16 on a GPU)",
     )
-    p.add_argument("--weights", type=Path, help="a checkpoint instead of random official-size weights")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        help="a checkpoint, or 'builtin' for the built-in model, instead of random official-size weights",
+    )
     p.add_argument("--repeats", type=int, default=2, help="timed passes per backend after the first (default: 2)")
     p.add_argument("--device", help="'cpu', a GPU index or 'cuda:N' (default: the first GPU, else the CPU)")
     p.set_defaults(run=bench)

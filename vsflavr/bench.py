@@ -7,7 +7,8 @@ measured, not assumed.  After a first pass each (compilation happens there), the
 passes go round the baseline and the backends in turn, and the fastest pass of each
 counts: on a shared machine, other work only ever adds time.  Inputs are synthetic footage-like frames (smooth gradients and
 texture moving a few pixels per frame), so no file is needed; the network is the
-official architecture with seeded random weights unless a checkpoint is given.
+official architecture with seeded random weights unless a checkpoint is given (``builtin``: the built-in
+model).  On the CPU the table starts with a ``# CPU:`` line naming the CPU and its relevant flags.
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ import torch
 from torch import Tensor
 
 from .backends import Backend, select_backend
+from .backends.cpu import cpu_description
+from .backends.openvino import openvino_available
 from .checkpoint import load_checkpoint
 from .errors import first_line, one_line
 from .network import FLAVR
+from .weights import BUILTIN_MODEL
 
 __all__ = ["Row", "default_specs", "parse_size", "run_bench", "sample_frames"]
 
@@ -79,7 +83,7 @@ def default_specs(device: torch.device) -> list[str]:
     """The backends measured when none are named: PyTorch in each precision the device runs fast."""
     if device.type == "cuda":
         return ["torch:fp16", "torch:bf16"]
-    return ["torch:fp32", "torch:bf16"]
+    return ["torch:fp32", "torch:bf16", *(["openvino:fp32", "openvino:bf16"] if openvino_available() else [])]
 
 
 def sample_frames(width: int, height: int) -> Tensor:
@@ -187,6 +191,8 @@ def _official(model: FLAVR, frames: Tensor, device: torch.device) -> Callable[[]
 
 
 def _network(multi: int, weights: Path | None) -> FLAVR:
+    if weights == Path("builtin"):
+        weights = BUILTIN_MODEL
     if weights is not None:
         model = load_checkpoint(weights).model
         if model.n_outputs + 1 < multi or (model.n_outputs + 1) % multi:
@@ -213,6 +219,8 @@ def run_bench(
 ) -> int:
     """Print the table to ``out``; returns 1 if a backend could not run, else 0."""
     failed = 0
+    if device.type == "cpu":
+        print(f"# CPU: {cpu_description()}", file=out, flush=True)
     print(" | ".join(COLUMNS), file=out, flush=True)
     for multi in multis:
         network = _network(multi, weights)

@@ -16,7 +16,9 @@ import torch
 import vapoursynth as vs
 
 from . import __version__, weights
-from .backends import resolve_device, select_backend
+from .backends import AutoCPUBackend, resolve_device, select_backend
+from .backends.cpu import cpu_description
+from .backends.openvino import openvino_available
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
 from .errors import one_line
@@ -35,6 +37,8 @@ def environment_report() -> list[str]:
         f"torch        {torch.__version__}",
         f"vapoursynth  {vs.core.core_version} (API {vs.core.api_version})",
         f"numpy        {np.__version__}",
+        f"openvino     {_openvino_version()}",
+        f"CPU          {_or_reason(cpu_description)}",
         f"CUDA devices {_or_reason(lambda: ', '.join(_cuda_devices()) or 'none')}",
         f"default run  {_or_reason(_default_run)}",
     ]
@@ -54,8 +58,23 @@ def _default_run() -> str:
     settings = select_backend("auto", device, "auto")
     if device.type == "cpu":
         why = "the CPU has native bf16" if settings.precision == "bf16" else "no native bf16 on this CPU"
-        return f"cpu, {settings.precision} ({why})"
+        line = f"cpu, {settings.precision} ({why})"
+        if isinstance(settings, AutoCPUBackend):
+            try:
+                model = weights.resolve_checkpoint(None, 2, auto_download=False).model
+            except (CheckpointError, weights.WeightsNotFound):
+                return line
+            line += f"; {settings.choose(model)[1]}"
+        return line
     return f"{device} ({torch.cuda.get_device_name(device)}), {settings.precision}"
+
+
+def _openvino_version() -> str:
+    if not openvino_available():
+        return "not installed (pip install vsflavr[openvino] for the fastest CPU backend)"
+    import openvino
+
+    return openvino.get_version().split("-")[0]
 
 
 def _cuda_devices() -> list[str]:

@@ -1,11 +1,11 @@
 """Inference backends: each turns a window of frames into FLAVR's in-between frames.
 
 A backend is a frozen, keyword-only dataclass of settings (:class:`CPUBackend`,
-:class:`CUDABackend`, :class:`TensorRTBackend`); its ``load(model)`` returns a
-:class:`Runner`, called as ``runner(frames)`` with ``frames`` a float32 CPU tensor
-(B, 4, 3, H, W) in 0..1, H and W multiples of 8, returning a float32 CPU tensor
-(B, n_outputs, 3, H, W).  :func:`select_backend` maps the filter's ``backend``,
-``device`` and ``precision`` arguments to one.  Backends never import VapourSynth.
+:class:`CUDABackend`, :class:`TensorRTBackend`, :class:`OpenVINOBackend`,
+:class:`AutoCPUBackend`); its ``load(model)`` returns a :class:`Runner`, called as
+``runner(frames)`` with ``frames`` a float32 CPU tensor (B, 4, 3, H, W) in 0..1, H and W
+multiples of 8, returning a float32 CPU tensor (B, n_outputs, 3, H, W).
+:func:`select_backend` maps the filter's ``backend``, ``device`` and ``precision`` arguments to one.  Backends never import VapourSynth.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ import torch
 
 from .base import DEFAULT_OVERLAP, Backend, Runner
 from .cpu import CPUBackend, cpu_supports_bf16
+from .cpu_auto import AutoCPUBackend
 from .cuda import CUDABackend
+from .openvino import OpenVINOBackend
 from .tensorrt import TensorRTBackend
 
 __all__ = [
     "BACKENDS",
     "DEFAULT_OVERLAP",
+    "AutoCPUBackend",
     "Backend",
     "CPUBackend",
     "CUDABackend",
+    "OpenVINOBackend",
     "Runner",
     "TensorRTBackend",
     "cpu_supports_bf16",
@@ -30,7 +34,7 @@ __all__ = [
     "select_backend",
 ]
 
-BACKENDS = ("auto", "torch", "compile", "trt")
+BACKENDS = ("auto", "torch", "compile", "trt", "openvino")
 """Values of the filter's ``backend`` argument."""
 
 _PRECISIONS = ("auto", "fp32", "fp16", "bf16")
@@ -68,8 +72,10 @@ def select_backend(
 ) -> Backend:
     """The backend for the filter's arguments.
 
-    ``backend``: ``"auto"`` or ``"torch"`` (PyTorch: on a GPU channels-last with two CUDA
-    streams, on the CPU the network as it is), ``"compile"`` (the same through ``torch.compile``: slow first
+    ``backend``: ``"auto"`` (on a GPU PyTorch; on the CPU PyTorch or OpenVINO, whichever measured
+    faster for the network and CPU, see :class:`AutoCPUBackend`), ``"torch"`` (PyTorch: on a GPU
+    channels-last with two CUDA streams, on the CPU the network as it is), ``"openvino"`` (OpenVINO,
+    CPU only), ``"compile"`` (the same through ``torch.compile``: slow first
     frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:
     ``"auto"`` (fp16 on a GPU; on the CPU bf16 where it has native bf16, avx512_bf16 or AMX,
     else fp32), ``"fp32"``, ``"fp16"`` (GPU only) or ``"bf16"``.
@@ -84,6 +90,9 @@ def select_backend(
         if precision == "fp16":
             raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
         cpu_precision = ("bf16" if cpu_supports_bf16() else "fp32") if precision == "auto" else precision
+        if backend in ("auto", "openvino"):
+            chosen = AutoCPUBackend if backend == "auto" else OpenVINOBackend
+            return chosen(precision=cpu_precision, tile_size=tile_size, tile_overlap=tile_overlap)
         return CPUBackend(
             precision=cpu_precision,
             compile=backend == "compile",
@@ -91,6 +100,8 @@ def select_backend(
             tile_overlap=tile_overlap,
         )
     gpu_precision = "fp16" if precision == "auto" else precision
+    if backend == "openvino":
+        raise ValueError("backend='openvino' runs on the CPU; use device='cpu', or backend='auto' on a GPU")
     if backend == "trt":
         return TensorRTBackend(device=device, precision=gpu_precision, tile_size=tile_size, tile_overlap=tile_overlap)
     return CUDABackend(
