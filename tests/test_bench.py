@@ -53,7 +53,7 @@ def test_python_m_vsflavr_bench_runs(tiny_8x: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "vsflavr", "bench", *argv, "--backends", "torch:fp32"],
         capture_output=True,
-        text=True,
+        encoding="utf-8", errors="replace",
         timeout=300,
         check=False,
     )

@@ -93,7 +93,7 @@ def test_memory_stays_flat_over_10000_output_frames(tmp_path: Path) -> None:
                 print(n, rss, peak, flush=True)
     """)
     )
-    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, text=True, timeout=600)
+    result = subprocess.run([sys.executable, str(script)], check=False, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
     assert result.returncode == 0, result.stderr
     rows = [tuple(map(int, line.split())) for line in result.stdout.splitlines()]
     rss = {n: current for n, current, _ in rows}

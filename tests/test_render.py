@@ -66,7 +66,7 @@ def script(tmp_path_factory: pytest.TempPathFactory, tiny_2x: Path) -> list[str]
 
 def framemd5(data: bytes) -> list[tuple[str, ...]]:
     """(pts in seconds, duration in seconds, size, md5) of each frame of ffmpeg's framemd5 output."""
-    lines = data.decode().splitlines()
+    lines = data.decode("utf-8").splitlines()
     (tb,) = (line.split(":")[1].strip() for line in lines if line.startswith("#tb 0:"))
     num, den = map(int, tb.split("/"))
     rows = [[f.strip() for f in line.split(",")] for line in lines if not line.startswith("#")]
@@ -102,8 +102,8 @@ def render(
 ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     command = [sys.executable, "-m", "vsflavr", "render", *(["-q"] if quiet else []), "--chunk-seconds", "1", *args]
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
+    return subprocess.run(command, check=False, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
 
 
 def records(workdir: Path) -> list[dict]:

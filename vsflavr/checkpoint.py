@@ -96,6 +96,12 @@ def canonical_state_dict(obj: object) -> tuple[dict[str, Tensor], dict[str, Any]
     for key, tensor in tensors.items():
         if tensor.layout != torch.strided or tensor.device.type != "cpu" or not tensor.is_floating_point():
             raise ValueError(f"has {key} as a {tensor.layout} {tensor.dtype} tensor on {tensor.device}, not CPU floats")
+        if not tensor.is_contiguous():
+            # A model's state_dict is saved contiguous; other strides come from a damaged file.
+            raise ValueError(f"has {key} with strides {tensor.stride()} for shape {tuple(tensor.shape)}; the file is damaged")
+        # Strides of size-1 dimensions address nothing but can be anything in a file; some consumers
+        # (OpenVINO's converter) need the standard ones.  A view, no copy.
+        tensors[key] = tensor.as_strided(tensor.shape, torch.empty(tensor.shape, device="meta").stride())
     return tensors, dict(metadata)
 
 

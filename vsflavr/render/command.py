@@ -187,7 +187,7 @@ def _prepare(
     probe += ["--cache", str(workdir / "cuts.json"), *(["--threshold", str(threshold)] if threshold else [])]
     for arg in script_args:
         probe += ["-a", arg]
-    result = subprocess.run(probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    result = subprocess.run(probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.returncode != 0:
         raise RenderError(lines[-1] if lines else f"evaluating the script failed (exit status {result.returncode})")

@@ -50,7 +50,7 @@ def count_frames(path: Path) -> int:
             str(path),
         ],
         capture_output=True,
-        text=True,
+        encoding="utf-8", errors="replace",
         check=False,
     )
     try:
@@ -73,7 +73,7 @@ def splice(chunks: Sequence[Path], out: Path, fps: Fraction, frames: int, option
         args += [str(chunk)] if i == 0 else ["+", str(chunk)]
     options.write_text(json.dumps(args))
     try:
-        result = subprocess.run([mkvmerge, "--quiet", f"@{options}"], capture_output=True, text=True, check=False)
+        result = subprocess.run([mkvmerge, "--quiet", f"@{options}"], capture_output=True, encoding="utf-8", errors="replace", check=False)
         if result.returncode not in (0, 1):  # 1: warnings only
             lines = (result.stdout + result.stderr).strip().splitlines()
             raise SpliceError(f"mkvmerge exited with status {result.returncode}: {lines[-1] if lines else ''}")
