@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -60,10 +61,15 @@ def _default_run() -> str:
         why = "the CPU has native bf16" if settings.precision == "bf16" else "no native bf16 on this CPU"
         line = f"cpu, {settings.precision} ({why})"
         if isinstance(settings, AutoCPUBackend):
+            quiet = logging.getLogger("vsflavr")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # the weights report below already says which checkpoint is used
             try:
                 model = weights.resolve_checkpoint(None, 2, auto_download=False).model
             except (CheckpointError, weights.WeightsNotFound):
                 return line
+            finally:
+                quiet.setLevel(level)
             line += f"; {settings.choose(model)[1]}"
         return line
     return f"{device} ({torch.cuda.get_device_name(device)}), {settings.precision}"
