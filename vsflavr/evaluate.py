@@ -186,14 +186,7 @@ def evaluate(
                 "blend": (1 - t) * before + t * after,
                 "repeat": before,
             }
-            scores.append(
-                FrameScore(
-                    frame=first + r,
-                    cut=spans_cut,
-                    psnr={m: psnr(reference, x) for m, x in candidates.items()},
-                    ssim={m: ssim(reference, x) for m, x in candidates.items()},
-                )
-            )
+            scores.append(_score(first + r, spans_cut, reference, candidates))
     return Evaluation(multi=multi, scores=scores, cuts=cuts)
 
 
@@ -246,15 +239,18 @@ def evaluate_twos(
         before, after = _pixels(twos.get_frame(frame - 1)), _pixels(twos.get_frame(frame + 1))
         reference = _pixels(original.get_frame(frame))
         candidates = {"dedup": _pixels(rebuilt.get_frame(frame)), "held": _pixels(held), "blend": (before + after) / 2}
-        scores.append(
-            FrameScore(
-                frame=frame,
-                cut=bool(held.props.get("_SceneChangeNext", 0)),
-                psnr={m: psnr(reference, x) for m, x in candidates.items()},
-                ssim={m: ssim(reference, x) for m, x in candidates.items()},
-            )
-        )
+        scores.append(_score(frame, bool(held.props.get("_SceneChangeNext", 0)), reference, candidates))
     return Evaluation(multi=2, scores=scores, cuts=cuts, methods=TWOS_METHODS)
+
+
+def _score(frame: int, cut: bool, reference: np.ndarray, candidates: dict[str, np.ndarray]) -> FrameScore:
+    """PSNR and SSIM of each candidate against ``reference``."""
+    return FrameScore(
+        frame=frame,
+        cut=cut,
+        psnr={m: psnr(reference, x) for m, x in candidates.items()},
+        ssim={m: ssim(reference, x) for m, x in candidates.items()},
+    )
 
 
 def _pixels(frame: vs.VideoFrame) -> np.ndarray:
