@@ -230,10 +230,13 @@ def command_lines(code: str) -> Iterator[list[str]]:
 
 def parse_error(args: list[str]) -> str | None:
     """argparse's complaint about a command line, or None when it parses."""
+    parser = build_parser()
+    for command in [parser, *commands(parser).values()]:
+        command.allow_abbrev = False  # a prefix of an option is a misspelling on a page
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            build_parser().parse_args(args)
+            parser.parse_args(args)
     except SystemExit as exit:
         if exit.code:
             return stderr.getvalue().strip().splitlines()[-1]
@@ -348,8 +351,9 @@ def test_the_signature_on_the_parameters_page_is_the_real_one() -> None:
 CLI_PAGE = DOCS_DIR / DOCS.removeprefix("docs/")
 
 
-def commands() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
+def commands(parser: argparse.ArgumentParser | None = None) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser, by name."""
+    parser = parser or build_parser()
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return dict(action.choices)
 
