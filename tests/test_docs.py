@@ -414,3 +414,5 @@ def test_readme_is_short_and_ci_runs_its_test_command() -> None:
     assert len(commands_given) == 2, "the Quick start gives two commands"
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == commands_given[1] == "python -m pytest -q"
+    getting_started = [b.code for b in split(DOCS_DIR / "getting-started.md").blocks if b.language in SHELL]
+    assert getting_started[0] == quick_start, "docs/getting-started.md gives the Quick start of README.md"
