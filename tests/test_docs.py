@@ -84,15 +84,16 @@ def split(page: Path) -> Page:
     blocks: list[Block] = []
     prose: list[tuple[int, str]] = []
     fence: str | None = None
+    indent = ""  # a block inside a list item is indented like the fence that opens it
     for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
         match = FENCE.match(line)
         if fence is None and match:
-            fence = match[1]
+            fence, indent = match[1], line[: len(line) - len(line.lstrip())]
             blocks.append(Block(match[2].lower(), "", number))
         elif fence is not None and line.strip().startswith(fence) and not line.strip()[len(fence) :].strip():
             fence = None
         elif fence is not None:
-            blocks[-1].code += line.removeprefix(" " * (len(line) - len(line.lstrip()))) + "\n"
+            blocks[-1].code += line.removeprefix(indent) + "\n"
         else:
             prose.append((number, line))
     assert fence is None, f"{name(page)}: a code block opened and never closed"
