@@ -1,6 +1,6 @@
 """The pure planner of held drawings: even times, exact keys, counts, cuts, stills, window guards.
 
-``python -m pytest tests/test_retime.py -k table -s`` prints the implied-motion table of the README.
+``python -m pytest tests/test_retime.py -k table -s`` prints the implied-motion table of docs/anime-dedup.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Measure how far bf16 and tiles move FLAVR's output from the fp32 whole-frame result (the README's figures).
+"""Measure how far bf16 and tiles move FLAVR's output from the fp32 whole-frame result (docs/precision-and-tiles.md).
 
     PYTHONPATH=. python tools/measure_precision.py
 

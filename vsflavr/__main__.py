@@ -316,9 +316,20 @@ def add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(run=bench)
 
 
+DOCS = "docs/cli.md"
+"""The page of the documentation with a section per command (the section's anchor is the command's name)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of every command; each ``add_*`` function adds one and sets ``run`` to its function."""
-    parser = argparse.ArgumentParser(prog="python -m vsflavr", description="FLAVR frame interpolation for VapourSynth")
+    """The parser of every command; each ``add_*`` function adds one and sets ``run`` to its function.
+
+    Each command's ``--help`` ends with the section of :data:`DOCS` that explains it.
+    """
+    parser = argparse.ArgumentParser(
+        prog="python -m vsflavr",
+        description="FLAVR frame interpolation for VapourSynth",
+        epilog=f"Documentation: README.md and docs/ in vsflavr's repository; every command: {DOCS}",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_download(commands)
     add_bench(commands)
@@ -327,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_export_onnx(commands)
     add_eval(commands)
     add_render(commands)
+    for name, command in commands.choices.items():
+        command.epilog = f"Documentation: {DOCS}#{name}"
     return parser
 
 

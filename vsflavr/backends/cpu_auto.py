@@ -1,7 +1,7 @@
 """``backend="auto"`` on the CPU: PyTorch or OpenVINO, whichever measured faster for the model and the CPU.
 
 The rule, from ``python -m vsflavr bench`` runs (2 cores each, ratios within one run; the figures
-and commands are in README "Performance"):
+and commands are in docs/performance.md):
 
 - The built-in model (or any network narrower than the official one): OpenVINO.  On an AMD EPYC
   (Zen 5, AVX-512 with avx512_bf16, no AMX) at 640x272, OpenVINO f32 ran 8.9x the official way

@@ -4,8 +4,8 @@ A frame is cut into tiles that overlap by at least ``overlap`` pixels; each tile
 through the network on its own and the results are blended with linear ramps across
 each overlap, so no seam shows.  The runner gives every tile the whole frame's channel
 mean, so tiles are centred alike; they still differ a little from whole-frame output
-because FLAVR's squeeze-and-excitation gates pool over the input a tile sees (README
-"Performance" has the measured difference).
+because FLAVR's squeeze-and-excitation gates pool over the input a tile sees (docs/precision-and-tiles.md
+has the measured difference).
 """
 
 from __future__ import annotations

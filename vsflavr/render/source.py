@@ -1,6 +1,6 @@
 """What the script renders and where its shots start, found once in the driver without running FLAVR.
 
-The contract with the script (see README, "A film on many GPUs"): output 0 is what is rendered,
+The contract with the script (see docs/long-encodes.md, "The script"): output 0 is what is rendered,
 as ``vspipe`` renders it; output 1, when set, is the clip given to ``vsflavr.flavr()`` (the
 source, before interpolation).  Its scene cuts are found with vsflavr's own detector (plus any
 ``_SceneChangeNext``/``_SceneChangePrev`` already on it), which reads only source frames, and
