@@ -75,7 +75,7 @@ def framemd5(data: bytes) -> list[tuple[str, ...]]:
 
 def decode(path: Path) -> list[tuple[str, ...]]:
     result = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "framemd5", "-"], check=False, capture_output=True
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"], check=False, capture_output=True
     )
     assert result.returncode == 0, result.stderr
     return framemd5(result.stdout)
@@ -281,3 +281,213 @@ def test_missing_ray_names_the_extra(
     monkeypatch.setitem(sys.modules, "ray", None)
     assert main(["render", str(tmp_path / "a.vpy"), "-o", str(tmp_path / "a.mkv")]) == 2
     assert "pip install 'vsflavr[distributed]'" in capsys.readouterr().err
+
+
+# --- the film's other tracks, --verify, scene files -------------------------------------------------------------
+
+ASS = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 160
+PlayResY: 68
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, \
+Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, \
+MarginV, Encoding
+Style: Default,DejaVu Sans,12,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,2,5,5,5,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+Dialogue: 0,0:00:00.20,0:00:01.00,Default,,0,0,0,,Bonjour
+Dialogue: 0,0:00:01.50,0:00:02.90,Default,,0,0,0,,le monde
+"""
+SRT = "1\n00:00:00,500 --> 00:00:01,500\nHello\n\n2\n00:00:02,000 --> 00:00:03,000\nWorld\n"
+CHAPTERS = "CHAPTER01=00:00:00.000\nCHAPTER01NAME=Opening\nCHAPTER02=00:00:01.200\nCHAPTER02NAME=Bikes\n"
+TAGS = '<?xml version="1.0"?>\n<Tags><Tag><Targets/><Simple><Name>DIRECTOR</Name><String>A. Test</String></Simple></Tag></Tags>\n'
+
+
+def run(*command: str | Path) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run([str(c) for c in command], check=False, capture_output=True)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result
+
+
+def font() -> Path:
+    """The smallest TrueType font on this machine, for the ASS subtitle's attachment."""
+    fonts = sorted(Path("/usr/share/fonts").rglob("*.ttf"), key=lambda p: p.stat().st_size)
+    if not fonts:
+        pytest.skip("no TrueType font in /usr/share/fonts (.ci/run installs fonts-dejavu-core)")
+    return fonts[0]
+
+
+@pytest.fixture(scope="module")
+def film(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled clip's 80 frames as a film is released: FLAC and Opus sine tracks, SRT and ASS subtitles,
+    a font attachment, chapters and a global tag, with languages, names and default/forced flags."""
+    d = tmp_path_factory.mktemp("film")
+    run("ffmpeg", "-v", "error", "-i", BIKES, "-frames:v", "80", "-c:v", "ffv1", d / "video.mkv")
+    for name, hz, codec in (("sine.flac", 440, "flac"), ("sine.opus", 660, "libopus")):
+        run("ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"sine=frequency={hz}:sample_rate=48000:duration=3.2",
+            "-c:a", codec, d / name)  # fmt: skip
+    for name, text in (("en.srt", SRT), ("fr.ass", ASS), ("chapters.txt", CHAPTERS), ("tags.xml", TAGS)):
+        (d / name).write_text(text)
+    run(
+        "mkvmerge", "-q", "-o", d / "film.mkv", "--language", "0:und", d / "video.mkv",
+        "--language", "0:eng", "--default-track-flag", "0:1", d / "sine.flac",
+        "--language", "0:jpn", "--default-track-flag", "0:0", "--track-name", "0:Commentary", d / "sine.opus",
+        "--language", "0:eng", "--forced-display-flag", "0:1", d / "en.srt",
+        "--language", "0:fre", "--default-track-flag", "0:0", d / "fr.ass",
+        "--attachment-mime-type", "font/ttf", "--attach-file", font(),
+        "--chapters", d / "chapters.txt", "--global-tags", d / "tags.xml",
+    )  # fmt: skip
+    return d / "film.mkv"
+
+
+def audio_md5(path: Path, n: int) -> str:
+    return run("ffmpeg", "-v", "error", "-i", path, "-map", f"0:a:{n}", "-c", "copy", "-f", "md5", "-").stdout.decode()
+
+
+def identify(path: Path) -> dict:
+    return json.loads(run("mkvmerge", "-J", path).stdout)
+
+
+def extracted(path: Path, what: str, *specs: str) -> list[bytes]:
+    """Files mkvextract writes for ``what`` (tracks, attachments) and ``ID:name`` specs, or its stdout."""
+    out = []
+    for spec in specs:
+        target = path.with_name(f"{path.stem}.{spec.replace(':', '-')}")
+        run("mkvextract", path, what, f"{spec.split(':')[0]}:{target}")
+        out.append(target.read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def tracks_job(
+    script: list[str], cluster: str, film: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path, subprocess.CompletedProcess[str]]:
+    """OUT and the work directory of a job with the film's tracks, the cuts from an Av1an 0.4 scenes.json
+    (as the built-in scan finds them: into source frames 30 and 76), Av1an's scenes.json written for OUT, --verify."""
+    d = tmp_path_factory.mktemp("tracks")
+    scenes = [{"start_frame": a, "end_frame": b, "zone_overrides": None} for a, b in ((0, 30), (30, 76), (76, 80))]
+    (d / "av1an.json").write_text(json.dumps({"scenes": scenes, "frames": 80}))
+    out, workdir = d / "film_2x.mkv", d / "work"
+    result = render(
+        *script, "-o", str(out), "--address", cluster, "--workdir", str(workdir), "--tracks-from", str(film),
+        "--scenes", str(d / "av1an.json"), "--write-scenes", str(d / "out.scenes.json"), "--verify",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return out, workdir, result
+
+
+def test_tracks_from_keeps_every_track_and_the_frames(
+    tracks_job: tuple, film: Path, reference: list, tmp_path: Path
+) -> None:
+    out, workdir, result = tracks_job
+    assert "with the 2 audio, 2 subtitles, 1 attachments, 2 chapters of film.mkv" in result.stdout
+    assert f"render: verified {out}: its 160 decoded frames equal" in result.stdout
+    assert decode(out) == reference
+    for n in (0, 1):  # FLAC and Opus, copied packet for packet
+        assert audio_md5(out, n) == audio_md5(film, n)
+    source, made = identify(film), identify(out)
+    keys = ("codec_id", "language", "default_track", "forced_track", "track_name")
+    assert [t["type"] for t in made["tracks"]] == [t["type"] for t in source["tracks"]]  # video first, then in order
+    for a, b in zip(source["tracks"][1:], made["tracks"][1:], strict=True):
+        assert {k: a["properties"].get(k) for k in keys} == {k: b["properties"].get(k) for k in keys}
+    assert extracted(out, "tracks", "3:srt", "4:ass") == extracted(film, "tracks", "3:srt", "4:ass")
+    assert [a["file_name"] for a in made["attachments"]] == [a["file_name"] for a in source["attachments"]]
+    assert extracted(out, "attachments", "1:ttf") == extracted(film, "attachments", "1:ttf") == [font().read_bytes()]
+    chapters = [run("mkvextract", f, "chapters", "-s").stdout for f in (film, out)]
+    assert chapters[0] == chapters[1] and b"Bikes" in chapters[0]
+    assert b"<String>A. Test</String>" in run("mkvextract", out, "tags", "-").stdout
+
+
+def test_av1an_scenes_give_the_scanned_plan_and_the_written_file_reads_back(tracks_job: tuple) -> None:
+    from vsflavr.render.plan import plan_chunks
+    from vsflavr.render.scenefile import read_cuts
+
+    out, workdir, _ = tracks_job
+    job = records(workdir)[0]
+    assert job["cuts"] == [60, 152]  # what the scan finds (test_default_ffv1_on_a_local_ray_equals_one_run)
+    assert [tuple(c) for c in job["chunks"]] == [(0, 30), (30, 60), (60, 106), (106, 152), (152, 160)]
+    assert not (workdir / "cuts.json").exists()  # the source was not scanned
+    written = json.loads((out.parent / "out.scenes.json").read_text())
+    assert written["scenes"] == written["split_scenes"] and written["frames"] == 160
+    assert [(s["start_frame"], s["end_frame"]) for s in written["scenes"]] == [(0, 60), (60, 152), (152, 160)]
+    frames, starts = read_cuts(out.parent / "out.scenes.json")
+    assert (frames, starts) == (160, job["cuts"])
+    assert [[c.start, c.end] for c in plan_chunks(frames, starts, 50)] == job["chunks"]
+
+
+def packet(path: Path, n: int) -> tuple[int, int]:
+    """(byte offset, size) of video packet n of a file."""
+    probe = run("ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size", "-of", "json",
+                path).stdout  # fmt: skip
+    p = json.loads(probe)["packets"][n]
+    return int(p["pos"]), int(p["size"])
+
+
+def flip_byte(path: Path, n: int) -> None:
+    """Change one byte in the middle of video frame n's data."""
+    pos, size = packet(path, n)
+    data = bytearray(path.read_bytes())
+    data[pos + size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
+def test_verify_names_the_damaged_chunk_and_frame_and_resume_renders_only_it(
+    tracks_job: tuple, script: list[str], cluster: str, film: Path, reference: list
+) -> None:
+    out, workdir, _ = tracks_job
+    job = [*script, "-o", str(out), "--address", cluster, "--workdir", str(workdir), "--tracks-from", str(film)]
+    good = render(*job, "--verify")  # on a finished job: only check
+    assert good.returncode == 0 and "verified" in good.stdout and "wrote" not in good.stdout, good.stderr
+
+    chunk = workdir / "chunks" / "chunk-00002.mkv"  # output frames 60-105
+    flip_byte(chunk, 3)
+    bad = render(*job, "--verify")
+    assert bad.returncode == 1
+    line = bad.stderr.strip().splitlines()[-1]
+    assert line.startswith("vsflavr render: chunk 2 (output frames 60-105): its file chunk-00002.mkv changed")
+    assert "the first at its frame 3 (output frame 63)" in line
+
+    others = {p.name: p.stat().st_mtime_ns for p in (workdir / "chunks").glob("chunk-*.mkv") if p != chunk}
+    resumed = render(*job, "--resume", "--verify")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 rendered, 4 already done" in resumed.stdout and "verified" in resumed.stdout
+    assert "chunk 2 changed or went missing since it was rendered" in resumed.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (workdir / "chunks").glob("chunk-*.mkv") if p != chunk} == others
+    assert [r["index"] for r in chunk_lines(workdir)].count(2) == 2  # its new line; the others have one
+    assert decode(out) == reference
+
+    flip_byte(out, 100)
+    bad = render(*job, "--verify")
+    assert bad.returncode == 1
+    assert "the first at output frame 100 (chunk 2, its frame 40)" in bad.stderr.strip().splitlines()[-1]
+    repaired = render(*job, "--resume", "--verify")  # the chunks are fine: splice again
+    assert repaired.returncode == 0 and "0 rendered, 5 already done" in repaired.stdout, repaired.stderr
+    assert decode(out) == reference
+
+
+def test_tracks_from_mp4_and_a_film_of_another_length(tracks_job: tuple, script: list[str], film: Path) -> None:
+    out, workdir, _ = tracks_job
+    mp4 = film.with_name("film.mp4")  # MP4: AAC, Opus, chapters, and a mov_text subtitle mkvmerge v74 cannot read
+    run("ffmpeg", "-v", "error", "-i", film, "-map", "0:v", "-map", "0:a", "-map", "0:s:0", "-c:v", "libx264", "-qp",
+        "0", "-c:a:0", "aac", "-c:a:1", "copy", "-c:s", "mov_text", mp4)  # fmt: skip
+    job = [*script, "-o", str(out), "--workdir", str(workdir), "--resume"]
+    result = render(*job, "--tracks-from", str(mp4))  # every chunk is done: only the splice runs
+    assert result.returncode == 0, result.stderr
+    assert "0 rendered, 5 already done" in result.stdout and "with the 2 audio, 0 subtitles" in result.stdout
+    assert "mkvmerge cannot read 1 of its audio or subtitle streams" in result.stderr
+    for n in (0, 1):
+        assert audio_md5(out, n) == audio_md5(mp4, n)
+
+    short = film.with_name("short.mkv")
+    run("ffmpeg", "-v", "error", "-i", film, "-t", "2", "-map", "0:v", "-map", "0:a", "-c", "copy", short)
+    refused = render(*job, "--tracks-from", str(short))
+    assert refused.returncode == 1
+    line = refused.stderr.strip().splitlines()[-1]
+    assert f"--tracks-from {short} lasts 00:00:02.0" in line and "rendered video 00:00:03.200 (3.200 s" in line
+    assert "--no-video --split parts:00:00:00.000-00:00:02.0" in line and "--any-duration" in line
+    taken = render(*job, "--tracks-from", str(short), "--any-duration")
+    assert taken.returncode == 0, taken.stderr
+    assert decode(out)[-1][0] == "159/50"  # the video is whole
