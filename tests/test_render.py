@@ -75,7 +75,9 @@ def framemd5(data: bytes) -> list[tuple[str, ...]]:
 
 def decode(path: Path) -> list[tuple[str, ...]]:
     result = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"], check=False, capture_output=True
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5", "-"],
+        check=False,
+        capture_output=True,
     )
     assert result.returncode == 0, result.stderr
     return framemd5(result.stdout)
@@ -102,7 +104,9 @@ def render(
 ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     command = [sys.executable, "-m", "vsflavr", "render", *(["-q"] if quiet else []), "--chunk-seconds", "1", *args]
     if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
+        return subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", errors="replace"
+        )
     return subprocess.run(command, check=False, capture_output=True, encoding="utf-8", errors="replace", timeout=600)
 
 
@@ -382,7 +386,7 @@ def tracks_job(
 def test_tracks_from_keeps_every_track_and_the_frames(
     tracks_job: tuple, film: Path, reference: list, tmp_path: Path
 ) -> None:
-    out, workdir, result = tracks_job
+    out, _workdir, result = tracks_job
     assert "with the 2 audio, 2 subtitles, 1 attachments, 2 chapters of film.mkv" in result.stdout
     assert f"render: verified {out}: its 160 decoded frames equal" in result.stdout
     assert decode(out) == reference

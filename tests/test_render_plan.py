@@ -139,8 +139,11 @@ def test_scene_files_of_every_av1an_version_and_plain_lists(tmp_path: Path) -> N
     files = {
         "v03.json": {"scenes": [30, 76], "frames": 80},
         "v04.json": {"scenes": [scene(0, 30), scene(30, 76), scene(76, 80)], "frames": 80},
-        "v05.json": {"frames": 80, "scenes": [scene(0, 30), scene(30, 76), scene(76, 80)],
-                     "split_scenes": [scene(0, 30), scene(30, 50), scene(50, 76), scene(76, 80)]},  # fmt: skip
+        "v05.json": {
+            "frames": 80,
+            "scenes": [scene(0, 30), scene(30, 76), scene(76, 80)],
+            "split_scenes": [scene(0, 30), scene(30, 50), scene(50, 76), scene(76, 80)],
+        },
         "v05_split_only.json": {"frames": 80, "split_scenes": [scene(0, 30), scene(30, 76), scene(76, 80)]},
     }
     for name, data in files.items():

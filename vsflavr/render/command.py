@@ -66,7 +66,8 @@ def add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Render output 0 of a VapourSynth script in chunks that start at the scene cuts of its source "
         "(output 1: the clip given to vsflavr.flavr()), each chunk a Ray task running 'vspipe -s A -e B | ENCODER', "
         "then splice the chunks in order into OUT with mkvmerge, with the film's audio, subtitles and chapters "
-        "(--tracks-from). The frames equal one vspipe run of the whole script. Needs pip install 'vsflavr[distributed]' and mkvmerge (mkvtoolnix), ffprobe (ffmpeg).",
+        "(--tracks-from). The frames equal one vspipe run of the whole script. Needs pip install "
+        "'vsflavr[distributed]' and mkvmerge (mkvtoolnix), ffprobe (ffmpeg).",
     )
     p.add_argument("script", help="the .vpy script (output 0 is rendered; output 1 is the source, for its cuts)")
     p.add_argument("-o", "--output", required=True, help="the file to write (Matroska)")
@@ -232,7 +233,9 @@ def _prepare(
     probe += ["--no-scan"] if scene_file is not None else []
     for arg in script_args:
         probe += ["-a", arg]
-    result = subprocess.run(probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
+    result = subprocess.run(
+        probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace"
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.returncode != 0:
         raise RenderError(lines[-1] if lines else f"evaluating the script failed (exit status {result.returncode})")

@@ -19,6 +19,7 @@ No VapourSynth, no Ray: integers only.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -84,7 +85,7 @@ def read_cuts(path: Path) -> tuple[int | None, list[int]]:
 def write_av1an(path: Path, frames: int, starts: Sequence[int]) -> None:
     """Write Av1an's ``scenes.json`` (0.5 layout) for a clip of ``frames`` frames whose shots start at ``starts``."""
     edges = sorted({0, frames, *(s for s in starts if 0 < s < frames)})
-    scenes = [{"start_frame": a, "end_frame": b, "zone_overrides": None} for a, b in zip(edges, edges[1:])]
+    scenes = [{"start_frame": a, "end_frame": b, "zone_overrides": None} for a, b in itertools.pairwise(edges)]
     part = path.with_name(f".{path.name}.part")
     part.write_text(json.dumps({"frames": frames, "scenes": scenes, "split_scenes": scenes}, indent=2))
     os.replace(part, path)

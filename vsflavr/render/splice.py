@@ -52,7 +52,8 @@ def count_frames(path: Path) -> int:
             str(path),
         ],
         capture_output=True,
-        encoding="utf-8", errors="replace",
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     try:
@@ -86,7 +87,9 @@ def splice(
         args += tracks.mkvmerge_args()
     options.write_text(json.dumps(args))
     try:
-        result = subprocess.run([mkvmerge, "--quiet", f"@{options}"], capture_output=True, encoding="utf-8", errors="replace", check=False)
+        result = subprocess.run(
+            [mkvmerge, "--quiet", f"@{options}"], capture_output=True, encoding="utf-8", errors="replace", check=False
+        )
         if result.returncode not in (0, 1):  # 1: warnings only
             lines = (result.stdout + result.stderr).strip().splitlines()
             raise SpliceError(f"mkvmerge exited with status {result.returncode}: {lines[-1] if lines else ''}")

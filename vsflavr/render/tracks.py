@@ -112,7 +112,11 @@ def _ffprobe(path: Path) -> tuple[int, Fraction | None]:
         return 0, None
     entries = ["-show_entries", "stream=codec_type:format=duration", "-of", "json"]
     result = subprocess.run(
-        [ffprobe, "-v", "error", *entries, str(path)], capture_output=True, encoding="utf-8", errors="replace"
+        [ffprobe, "-v", "error", *entries, str(path)],
+        check=False,
+        capture_output=True,
+        encoding="utf-8",
+        errors="replace",
     )
     try:
         info = json.loads(result.stdout)
