@@ -495,3 +495,39 @@ def test_tracks_from_mp4_and_a_film_of_another_length(tracks_job: tuple, script:
     taken = render(*job, "--tracks-from", str(short), "--any-duration")
     assert taken.returncode == 0, taken.stderr
     assert decode(out)[-1][0] == "159/50"  # the video is whole
+
+
+# --- encoders for masters ----------------------------------------------------------------------------------------
+
+X265 = "x265 --log-level error --y4m --input - --lossless --pools 1 --frame-threads 1 -o {output}"
+SVT_AV1 = "ffmpeg -hide_banner -loglevel error -f yuv4mpegpipe -i - -c:v libsvtav1 -preset 12 {output}"
+
+
+def test_lossless_x265_raw_hevc_chunks_splice_to_one_run(
+    script: list[str], reference: list, cluster: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "film.mkv"
+    two = ["--chunk-seconds", "2", "--address", cluster]  # 2 chunks: (0, 60), (60, 160)
+    result = render(*script, "-o", str(out), *two, "--encoder", X265, "--ext", ".hevc", "--verify")
+    assert result.returncode == 0, result.stderr
+    assert "verified" in result.stdout
+    assert identify(out)["tracks"][0]["codec"] == "HEVC/H.265/MPEG-H"
+    assert decode(out) == reference
+
+
+def test_svt_av1_chunks_have_every_frame_at_its_time_and_verify_says_lossy_differs(
+    script: list[str], reference: list, cluster: str, tmp_path: Path
+) -> None:
+    if "libsvtav1" not in run("ffmpeg", "-hide_banner", "-encoders").stdout.decode():
+        pytest.fail("this ffmpeg has no libsvtav1 (Debian's ffmpeg has it)")
+    out, workdir = tmp_path / "film.mkv", tmp_path / "work"
+    two = ["--chunk-seconds", "2", "--address", cluster]  # 2 chunks: (0, 60), (60, 160)
+    result = render(*script, "-o", str(out), *two, "--workdir", str(workdir), "--encoder", SVT_AV1, "--verify")
+    assert result.returncode == 1 and out.exists()  # written, then --verify: a lossy encoder's frames differ
+    assert "differing frames, the first at output frame 0 (chunk 0, its frame 0)" in result.stderr
+    assert identify(out)["tracks"][0]["codec"] == "AV1"
+    decoded = decode(out)
+    assert [f[:2] for f in decoded] == [f[:2] for f in reference]  # every frame, at its time and for its duration
+    assert [tuple(c) for c in records(workdir)[0]["chunks"]] == [(0, 60), (60, 160)]
+    fed = [line.strip() for i in range(2) for line in (workdir / f"chunks/chunk-{i:05d}.md5").open()]
+    assert fed == [f[3] for f in reference]  # the frames fed to the encoder equal one run
