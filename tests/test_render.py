@@ -8,8 +8,10 @@ network -> 160 output frames in 5 chunks of at most 50 (chunk length 1 s).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -531,3 +533,112 @@ def test_svt_av1_chunks_have_every_frame_at_its_time_and_verify_says_lossy_diffe
     assert [tuple(c) for c in records(workdir)[0]["chunks"]] == [(0, 60), (60, 160)]
     fed = [line.strip() for i in range(2) for line in (workdir / f"chunks/chunk-{i:05d}.md5").open()]
     assert fed == [f[3] for f in reference]  # the frames fed to the encoder equal one run
+
+
+# --- a real multi-node Ray cluster --------------------------------------------------------------------------------
+
+
+def cluster_processes(temp_dir: Path) -> set[int]:
+    """The processes of a cluster started with ``--temp-dir temp_dir``: those naming it (every node's GCS, raylet
+    and workers) and their children (the agents, whose names do not)."""
+    parents: dict[int, int] = {}
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                parents[int(proc.name)] = parent(int(proc.name))
+                if str(temp_dir).encode() in (proc / "cmdline").read_bytes():
+                    found.add(int(proc.name))
+        except (OSError, IndexError):
+            pass
+    found |= {pid for pid, ppid in parents.items() if ppid in found}
+    return found - {os.getpid()}
+
+
+def parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.fixture
+def three_nodes(tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """A head (no CPUs: it runs no chunk) and two worker nodes of 1 CPU, each its own raylet started with
+    ``ray start``, token authentication on; returns the address and the environment that reaches it."""
+    temp = Path(f"/tmp/vsflavr-ray-{os.getpid()}-{time.monotonic_ns()}")  # short: Ray's socket paths must fit
+    env = dict(os.environ, HOME=str(tmp_path), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=os.urandom(16).hex())
+    ray_cli = [
+        str(Path(sys.executable).parent / "ray"),
+        "start",
+        "--disable-usage-stats",
+        "--node-ip-address=127.0.0.1",
+    ]
+    small = ["--object-store-memory=80000000", "--min-worker-port=0", "--max-worker-port=0"]
+    fast = '{"health_check_failure_threshold": 5, "health_check_period_ms": 500, "health_check_initial_delay_ms": 0}'
+    started: set[int] = set()
+    try:
+        head = subprocess.run(
+            [*ray_cli, "--head", "--port=0", "--num-cpus=0", "--include-dashboard=false", f"--temp-dir={temp}",
+             f"--system-config={fast}", *small],
+            check=False, capture_output=True, encoding="utf-8", env=env, timeout=120,
+        )  # fmt: skip
+        assert head.returncode == 0, head.stdout + head.stderr
+        port = re.search(r"--address='[^']*:(\d+)'", head.stdout + head.stderr).group(1)
+        address = f"127.0.0.1:{port}"
+        for _ in range(2):
+            node = subprocess.run(
+                [*ray_cli, f"--address={address}", "--num-cpus=1", *small],
+                check=False, capture_output=True, encoding="utf-8", env=env, timeout=120,
+            )  # fmt: skip
+            assert node.returncode == 0, node.stdout + node.stderr
+        started = cluster_processes(temp)
+        yield address, env
+    finally:
+        for pid in cluster_processes(temp) | started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_three_node_cluster_with_token_auth_and_a_worker_node_killed_mid_chunk(
+    script: list[str], reference: list, three_nodes: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    address, env = three_nodes
+    out, workdir = tmp_path / "film.mkv", tmp_path / "work"
+    started = time.monotonic()
+    result = subprocess.run(  # 2 chunks, (0, 60) and (60, 160): one on each worker node
+        [sys.executable, "-m", "vsflavr", "render", "-q", "--chunk-seconds", "2", *script, "-o", str(out),
+         "--address", address, "--workdir", str(workdir)],
+        check=False, capture_output=True, encoding="utf-8", env=env, timeout=600,
+    )  # fmt: skip
+    wall = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert f"Ray cluster at {address}: 2 CPUs, 0 GPUs" in result.stderr
+    assert decode(out) == reference
+    assert len({r["node"] for r in chunk_lines(workdir)}) == 2  # both worker nodes rendered chunks
+
+    out, workdir = tmp_path / "killed.mkv", tmp_path / "killed"
+    started_killed = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vsflavr", "render", "-q", "--chunk-seconds", "1", *script, "-a", "slow=0.05", "-o",
+         str(out), "--address", address, "--workdir", str(workdir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, encoding="utf-8", env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not (parts := sorted((workdir / "chunks").glob("*.try-1.part.mkv"))):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)
+    log = parts[0].with_name(parts[0].name.replace(".part.mkv", ".log"))
+    worker = int(log.read_text().split()[1])
+    raylet = parent(worker)
+    assert b"raylet" in Path(f"/proc/{raylet}/cmdline").read_bytes()
+    os.kill(raylet, signal.SIGKILL)  # the whole worker node dies
+    stdout, stderr = proc.communicate(timeout=400)
+    wall_killed = time.monotonic() - started_killed
+    assert proc.returncode == 0, stderr
+    assert "1 retried" in stdout
+    killed = log.name.split(".")[0]
+    lines = {r["file"]: r for r in chunk_lines(workdir)}
+    assert lines[f"{killed}.mkv"]["attempt"] == 2 and sorted(r["attempt"] for r in lines.values()) == [1, 1, 1, 1, 2]
+    assert decode(out) == reference
+    assert not leftovers(workdir)
+    print(f"three-node cluster: {wall:.1f} s; with a worker node killed: {wall_killed:.1f} s")
