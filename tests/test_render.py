@@ -499,6 +499,26 @@ def test_tracks_from_mp4_and_a_film_of_another_length(tracks_job: tuple, script:
     assert decode(out)[-1][0] == "159/50"  # the video is whole
 
 
+def audio_packets(path: Path, shift_ms: int = 0) -> list[tuple[int, str]]:
+    """(pts in ms, size) of the FLAC track's packets at or after ``shift_ms``, moved ``shift_ms`` earlier."""
+    csv = run("ffprobe", "-v", "error", "-select_streams", "a:0", "-show_entries", "packet=pts_time,size", "-of",
+              "csv=p=0", path).stdout.decode()  # fmt: skip
+    packets = [(round(float(t) * 1000), size) for t, size in (line.split(",") for line in csv.split())]
+    return [(t - shift_ms, size) for t, size in packets if t >= shift_ms]
+
+
+def test_tracks_from_a_film_whose_video_starts_late_stay_in_sync(
+    tracks_job: tuple, script: list[str], film: Path
+) -> None:
+    out, workdir, _ = tracks_job
+    late = film.with_name("late.mkv")  # the same film, its video 200 ms after its audio (as in many broadcasts)
+    run("mkvmerge", "-q", "-o", late, "--sync", "0:200", film)
+    result = render(*script, "-o", str(out), "--workdir", str(workdir), "--resume", "--tracks-from", str(late))
+    assert result.returncode == 0, result.stderr  # its duration counts from the video's start: 3.4 - 0.2 s
+    assert "its video starts at 0.200 s; its tracks are moved as much earlier" in result.stderr
+    assert audio_packets(out) == audio_packets(late, 200)  # what plays with the first frame still does
+
+
 # --- encoders for masters ----------------------------------------------------------------------------------------
 
 X265 = "x265 --log-level error --y4m --input - --lossless --pools 1 --frame-threads 1 -o {output}"

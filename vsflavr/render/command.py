@@ -386,6 +386,13 @@ def _render(args: argparse.Namespace) -> None:
                 tracks.path,
                 tracks.left_out,
             )
+        if tracks.video_start:
+            logger.warning(
+                "--tracks-from %s: its video starts at %.3f s; its tracks are moved as much earlier to stay in sync "
+                "with the rendered video, which starts at 0 (chapters are not moved)",
+                tracks.path,
+                tracks.video_start,
+            )
     with _locked(workdir, out):
         if args.verify and not args.resume and manifest_path.exists():
             _verify_only(out, manifest_path, workdir)

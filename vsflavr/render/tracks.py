@@ -37,10 +37,18 @@ class Tracks:
     summary: str
     left_out: int = 0
     """Audio and subtitle streams ffprobe sees in FILE but mkvmerge cannot read (they are not copied)."""
+    video_start: Fraction = Fraction(0)
+    """Seconds: when FILE's video starts (its first timestamp); the rendered video starts at 0."""
 
     def mkvmerge_args(self) -> list[str]:
-        """mkvmerge options and the file, to follow the video in the same command: FILE without its video."""
-        return ["--no-video", str(self.path)]
+        """mkvmerge options and the file, to follow the video in the same command: FILE without its video.
+
+        When FILE's video starts late (its first timestamp is not 0), every track is moved as much earlier,
+        so that it stays in sync with the rendered video, which starts at 0 (what comes before is dropped).
+        """
+        ms = round(self.video_start * 1000)
+        sync = [arg for t in self.track_ids for arg in ("--sync", f"{t}:{-ms}")] if ms else []
+        return [*sync, "--no-video", str(self.path)]
 
     def video_args(self) -> list[str]:
         """Options for the rendered video track (ID 0 of the first chunk): FILE's video language and name."""
@@ -102,7 +110,8 @@ def identify(path: Path) -> Tracks:
     counts = [*kinds.items(), ("attachments", attachments), ("chapters", chapters)]
     summary = ", ".join(f"{n} {kind}" for kind, n in counts)
     left_out = max(0, streams - kinds["audio"] - kinds["subtitles"])
-    return Tracks(path, others, duration, video, summary, left_out)
+    start = Fraction(int((video or {}).get("minimum_timestamp") or 0), 10**9)
+    return Tracks(path, others, duration, video, summary, left_out, start)
 
 
 def _ffprobe(path: Path) -> tuple[int, Fraction | None]:
@@ -130,11 +139,13 @@ def _ffprobe(path: Path) -> tuple[int, Fraction | None]:
 def check_duration(tracks: Tracks, frames: int, fps: Fraction, source_fps: Fraction) -> None:
     """Refuse FILE when its duration and the rendered video's differ by more than one source frame."""
     video = frames / fps
-    if abs(tracks.duration - video) <= 1 / source_fps:
+    length = tracks.duration - tracks.video_start  # what is left once its tracks are moved to the video's start
+    if abs(length - video) <= 1 / source_fps:
         return
-    shorter = min(tracks.duration, video)
+    shorter = min(length, video)
+    late = f" from its video's start at {float(tracks.video_start):.3f} s" if tracks.video_start else ""
     raise TracksError(
-        f"--tracks-from {tracks.path} lasts {timestamp(tracks.duration)} ({float(tracks.duration):.3f} s) but the "
+        f"--tracks-from {tracks.path} lasts {timestamp(length)} ({float(length):.3f} s{late}) but the "
         f"rendered video {timestamp(video)} ({float(video):.3f} s, {frames} frames at {fps}): a script that trims "
         f"the clip needs the same trim on the tracks, e.g. mkvmerge -o trimmed.mkv --no-video --split parts:"
         f"00:00:00.000-{timestamp(shorter)} {tracks.path} (the start and end the script keeps; for FLAC, which "
