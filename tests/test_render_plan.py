@@ -127,3 +127,45 @@ def test_tee_passes_the_stream_through_and_hashes_each_frame() -> None:
         tee_frames(io.BytesIO(y4m(frames)[:-1]), io.BytesIO())
     with pytest.raises(Y4MError, match="not a YUV4MPEG2"):
         tee_frames(io.BytesIO(b"RIFF....\n"), io.BytesIO())
+
+
+def test_scene_files_of_every_av1an_version_and_plain_lists(tmp_path: Path) -> None:
+    """Av1an 0.2-0.3 (split frames), 0.4 (scenes after extra splits), 0.5 (scenes and split_scenes), plain lists."""
+    from vsflavr.render.scenefile import SceneFileError, read_cuts, write_av1an
+
+    def scene(a: int, b: int) -> dict:
+        return {"start_frame": a, "end_frame": b, "zone_overrides": None}
+
+    files = {
+        "v03.json": {"scenes": [30, 76], "frames": 80},
+        "v04.json": {"scenes": [scene(0, 30), scene(30, 76), scene(76, 80)], "frames": 80},
+        "v05.json": {
+            "frames": 80,
+            "scenes": [scene(0, 30), scene(30, 76), scene(76, 80)],
+            "split_scenes": [scene(0, 30), scene(30, 50), scene(50, 76), scene(76, 80)],
+        },
+        "v05_split_only.json": {"frames": 80, "split_scenes": [scene(0, 30), scene(30, 76), scene(76, 80)]},
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_text(json.dumps(data))
+        assert read_cuts(tmp_path / name) == (80, [30, 76]), name  # 0.5: the shots, not the extra split at 50
+    (tmp_path / "cuts.txt").write_text("# cut frames\n76\n30, 30\n0\n")
+    assert read_cuts(tmp_path / "cuts.txt") == (None, [30, 76])
+    (tmp_path / "cuts.json").write_text("[76, 30]")
+    assert read_cuts(tmp_path / "cuts.json") == (None, [30, 76])
+    write_av1an(tmp_path / "out.json", 160, [60, 152])
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert list(written) == ["frames", "scenes", "split_scenes"]  # Av1an 0.5's ScenesData, in its field order
+    assert written["scenes"] == written["split_scenes"] == [scene(0, 60), scene(60, 152), scene(152, 160)]
+    assert read_cuts(tmp_path / "out.json") == (160, [60, 152])
+    bad = {
+        "words.txt": "12 thirty",
+        "past.json": json.dumps({"scenes": [30, 90], "frames": 80}),
+        "noframes.json": json.dumps({"scenes": [scene(0, 30)]}),
+        "entry.json": json.dumps({"scenes": [{"start": 3}], "frames": 80}),
+        "negative.json": "[-3]",
+    }
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SceneFileError, match=name):
+            read_cuts(tmp_path / name)

@@ -77,6 +77,8 @@ class ChunkResult:
     file_sha256: str
     attempt: int
     seconds: float
+    node: str = ""
+    """The Ray node that rendered it (its node ID), when it ran as a Ray task."""
 
 
 def vspipe_path() -> str:

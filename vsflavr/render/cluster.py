@@ -8,6 +8,7 @@ worker dies or it raises :class:`~vsflavr.render.chunk.ChunkError`, up to ``max_
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 import ray
 import ray.exceptions
+import ray.util.scheduling_strategies
 
 from .chunk import ChunkError, ChunkJob, ChunkResult, run_chunk
 
@@ -71,7 +73,8 @@ def connect(address: str | None, workers: int | None) -> Cluster:
             ray.init(address=address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConnectError(
-                f"cannot join the Ray cluster at {address}: {str(exc).strip().splitlines()[0]}"
+                f"cannot join the Ray cluster at {address}: {str(exc).strip().splitlines()[0]} (is it running, and "
+                "is this machine's Ray token, RAY_AUTH_TOKEN or ~/.ray/auth_token, the cluster's?)"
             ) from None
         resources = ray.cluster_resources()
         gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
@@ -111,8 +114,9 @@ class _Progress:
 
 
 def _task(job: ChunkJob, progress: ray.actor.ActorHandle) -> ChunkResult:
-    """What a Ray task runs: one chunk, reporting its frames to the progress actor."""
-    return run_chunk(job, lambda frames: progress.report.remote(job.chunk.index, frames))
+    """What a Ray task runs: one chunk, reporting its frames to the progress actor; the result names the node."""
+    result = run_chunk(job, lambda frames: progress.report.remote(job.chunk.index, frames))
+    return dataclasses.replace(result, node=ray.get_runtime_context().get_node_id())
 
 
 def _reason(exc: BaseException) -> str:
@@ -136,7 +140,10 @@ def run_all(
     Raises :class:`ChunkFailed` for the first chunk that failed ``max_tries`` times; the tasks
     still running are then cancelled (their workers killed, and with them vspipe and the encoder).
     """
-    progress = _Progress.remote()
+    here = ray.get_runtime_context().get_node_id()  # the progress actor lives with the driver, where it can
+    progress = _Progress.options(  # die only with the driver (soft: anywhere if that node takes no actors)
+        scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(here, soft=True)
+    ).remote()
     task = ray.remote(_task).options(
         num_cpus=cluster.num_cpus,
         num_gpus=cluster.num_gpus,
@@ -158,7 +165,10 @@ def run_all(
                 except ray.exceptions.RayError as exc:
                     raise ChunkFailed(job, _reason(exc)) from None
                 on_done(result)
-            frames = ray.get(progress.take.remote())
+            try:
+                frames = ray.get(progress.take.remote())
+            except ray.exceptions.RayActorError:  # its node died: progress goes on by whole chunks
+                frames = {}
             on_progress(sum(frames.get(job.chunk.index, 0) for job in running.values()))
     finally:
         for ref in running:

@@ -1,9 +1,11 @@
 """``python -m vsflavr render SCRIPT.vpy -o OUT.mkv``: the command that renders a script in cut-aligned chunks on Ray.
 
 Prepare: evaluate the script once and find its source's cuts (:mod:`.source`, in a process of its
-own, cached), plan the chunks (:mod:`.plan`), open or check the manifest (:mod:`.manifest`).  Run:
-one Ray task per missing chunk (:mod:`.cluster`, :mod:`.chunk`).  Finish: splice the chunks in order
-and check the frame count (:mod:`.splice`).
+own, cached; or read from ``--scenes``, :mod:`.scenefile`), plan the chunks (:mod:`.plan`), check
+``--tracks-from`` (:mod:`.tracks`), open or check the manifest (:mod:`.manifest`).  Run: one Ray task
+per missing chunk (:mod:`.cluster`, :mod:`.chunk`).  Finish: splice the chunks in order with the
+film's other tracks and check the frame count (:mod:`.splice`); ``--verify`` decodes OUT and compares
+every frame with the chunks' hashes (:mod:`.verify`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ from ..scenes import DEFAULT_THRESHOLD
 from . import manifest
 from .chunk import OUTPUT, ChunkJob, ChunkResult, file_sha256, frame_digest, vspipe_path
 from .plan import Chunk, plan_chunks, shot_starts
+from .scenefile import SceneFileError, read_cuts, write_av1an
 from .splice import SpliceError, splice
+from .tracks import Tracks, TracksError, check_duration, identify
+from .verify import VerifyError, verify
 
 __all__ = ["DEFAULT_ENCODER", "add_render", "render"]
 
@@ -60,8 +65,9 @@ def add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="render a script in scene-cut-aligned chunks on one or many GPUs (Ray), then splice them",
         description="Render output 0 of a VapourSynth script in chunks that start at the scene cuts of its source "
         "(output 1: the clip given to vsflavr.flavr()), each chunk a Ray task running 'vspipe -s A -e B | ENCODER', "
-        "then splice the chunks in order into OUT with mkvmerge. The frames equal one vspipe run of the whole "
-        "script. Needs pip install 'vsflavr[distributed]' and mkvmerge (mkvtoolnix), ffprobe (ffmpeg).",
+        "then splice the chunks in order into OUT with mkvmerge, with the film's audio, subtitles and chapters "
+        "(--tracks-from). The frames equal one vspipe run of the whole script. Needs pip install "
+        "'vsflavr[distributed]' and mkvmerge (mkvtoolnix), ffprobe (ffmpeg).",
     )
     p.add_argument("script", help="the .vpy script (output 0 is rendered; output 1 is the source, for its cuts)")
     p.add_argument("-o", "--output", required=True, help="the file to write (Matroska)")
@@ -100,6 +106,34 @@ def add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_THRESHOLD,
         help=f"cut detection on the source, as flavr()'s sc_threshold (default {DEFAULT_THRESHOLD}; 'none': only "
         "the source's own _SceneChange marks)",
+    )
+    p.add_argument(
+        "--scenes",
+        metavar="FILE",
+        help="take the source's cuts from FILE instead of scanning: Av1an's scenes.json (any version) of the "
+        "source, or a list of the source frames that start a shot (JSON or text)",
+    )
+    p.add_argument(
+        "--write-scenes",
+        metavar="FILE",
+        help="write Av1an's scenes.json for OUT (output frames), so that Av1an encodes OUT on the same shots",
+    )
+    p.add_argument(
+        "--tracks-from",
+        metavar="FILE",
+        help="copy every audio and subtitle track, attachment, chapter and global tag of FILE (the film) into "
+        "OUT, unchanged and in order, next to the rendered video",
+    )
+    p.add_argument(
+        "--any-duration",
+        action="store_true",
+        help="take --tracks-from FILE even when its duration and the rendered video's differ by more than a frame",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode OUT and compare every frame with the hashes the chunks recorded; on a finished job "
+        "(without --resume): only check it",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=render)
@@ -179,15 +213,29 @@ def _locked(workdir: Path, out: Path) -> Iterator[None]:
 
 
 def _prepare(
-    script: Path, script_args: tuple[str, ...], threshold: float | None, target_seconds: float, workdir: Path
+    script: Path,
+    script_args: tuple[str, ...],
+    threshold: float | None,
+    target_seconds: float,
+    workdir: Path,
+    scenes: Path | None = None,
 ) -> tuple[dict[str, Any], list[Chunk]]:
-    """Probe the script (in a process of its own, see :func:`.source.main`), map its cuts and plan the chunks;
-    returns the job line and the plan."""
+    """Probe the script (in a process of its own, see :func:`.source.main`), map its cuts (found on the source,
+    or read from ``scenes``) and plan the chunks; returns the job line and the plan."""
+    scene_file: tuple[int | None, list[int]] | None = None
+    if scenes is not None:
+        try:
+            scene_file = read_cuts(scenes)
+        except SceneFileError as exc:
+            raise RenderError(str(exc)) from None
     probe = [sys.executable, "-m", "vsflavr.render.source", str(script), str(workdir / "probe.json")]
     probe += ["--cache", str(workdir / "cuts.json"), *(["--threshold", str(threshold)] if threshold else [])]
+    probe += ["--no-scan"] if scene_file is not None else []
     for arg in script_args:
         probe += ["-a", arg]
-    result = subprocess.run(probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace")
+    result = subprocess.run(
+        probe, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, encoding="utf-8", errors="replace"
+    )
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     if result.returncode != 0:
         raise RenderError(lines[-1] if lines else f"evaluating the script failed (exit status {result.returncode})")
@@ -197,6 +245,15 @@ def _prepare(
     output, source = info["output"], info["source"]
     out_rate = _fraction(output["fps"])
     starts: list[int] = []
+    if scene_file is not None:
+        length, cuts = scene_file
+        if source is None:
+            raise RenderError("--scenes gives the source's cuts, but the script sets no output 1 (the source)")
+        if length is not None and length != source["frames"]:
+            raise RenderError(f"--scenes {scenes} is for {length} frames, the source (output 1) has {source['frames']}")
+        if cuts and cuts[-1] >= source["frames"]:
+            raise RenderError(f"--scenes {scenes}: cut frame {cuts[-1]} is past the source's {source['frames']} frames")
+        info["cuts_into"] = cuts
     if source is None:
         logger.warning(
             "the script sets no output 1 (the clip given to vsflavr.flavr()): chunks are split by length only"
@@ -316,14 +373,48 @@ def _render(args: argparse.Namespace) -> None:
     started = time.monotonic()
     script, out, script_args, encoder, workdir = _options(args)
     chunks_dir, manifest_path = workdir / "chunks", workdir / "manifest.jsonl"
+    tracks: Tracks | None = None
+    if args.tracks_from:
+        try:
+            tracks = identify(Path(args.tracks_from).resolve())
+        except TracksError as exc:
+            raise RenderError(str(exc)) from None
+        if tracks.left_out:
+            logger.warning(
+                "--tracks-from %s: mkvmerge cannot read %s of its audio or subtitle streams (ffprobe sees them); "
+                "they are left out of OUT: convert them first, e.g. to SRT with ffmpeg",
+                tracks.path,
+                tracks.left_out,
+            )
+        if tracks.video_start:
+            logger.warning(
+                "--tracks-from %s: its video starts at %.3f s; its tracks are moved as much earlier to stay in sync "
+                "with the rendered video, which starts at 0 (chapters are not moved)",
+                tracks.path,
+                tracks.video_start,
+            )
     with _locked(workdir, out):
+        if args.verify and not args.resume and manifest_path.exists():
+            _verify_only(out, manifest_path, workdir)
+            return
         if args.resume and manifest_path.exists():  # before scanning the source: a changed script is refused at once
             _refuse_changes(manifest_path, {"script_sha256": file_sha256(script), "args": list(script_args)}, workdir)
-        job, plan = _prepare(script, script_args, args.sc_threshold, args.chunk_seconds, workdir)
+        scenes = Path(args.scenes).resolve() if args.scenes else None
+        job, plan = _prepare(script, script_args, args.sc_threshold, args.chunk_seconds, workdir, scenes)
         job |= {"encoder": list(encoder), "ext": args.ext, "chunks": [[c.start, c.end] for c in plan]}
         job = json.loads(json.dumps(job))
         total = plan[-1].end
+        if tracks is not None and not args.any_duration:
+            fps = _fraction(job["output"]["fps"])
+            source_fps = _fraction(job["source"]["fps"]) if job["source"] else fps
+            try:
+                check_duration(tracks, total, fps, source_fps)
+            except TracksError as exc:
+                raise RenderError(str(exc)) from None
+        if args.write_scenes:
+            write_av1an(Path(args.write_scenes), total, job["cuts"])
         done: dict[int, dict[str, Any]] = {}
+        made_from = str(tracks.path) if tracks else None
         if manifest_path.exists():
             if not args.resume:
                 raise RenderError(
@@ -331,22 +422,62 @@ def _render(args: argparse.Namespace) -> None:
                 )
             records, spliced = _refuse_changes(manifest_path, job, workdir)
             done = {i: r for i, r in records.items() if _finished(r, plan[i], chunks_dir)}
-            if spliced and len(done) == len(plan) and out.is_file() and file_sha256(out) == spliced["sha256"]:
+            for i in sorted(set(records) - set(done)):
+                logger.warning("chunk %d changed or went missing since it was rendered: rendering it again", i)
+            if (
+                spliced
+                and len(done) == len(plan)
+                and spliced.get("tracks_from") == made_from
+                and out.is_file()
+                and file_sha256(out) == spliced["sha256"]
+            ):
                 print(f"render: {out} is already complete ({total} frames, {len(plan)} chunks); nothing to do")
+                if args.verify:
+                    _verify(out, plan, done, chunks_dir)
                 return
         missing = [c for c in plan if c.index not in done]
         job_args = {"script": str(script), "args": script_args, "encoder": encoder, "ext": args.ext}
         retried = _run(missing, job_args, chunks_dir, manifest_path, args, job)
         files = [chunks_dir / f"{c.name}{args.ext}" for c in plan]
         try:
-            splice(files, out, _fraction(job["output"]["fps"]), total, workdir / "splice.json")
+            splice(files, out, _fraction(job["output"]["fps"]), total, workdir / "splice.json", tracks)
         except SpliceError as exc:
             raise RenderError(str(exc)) from None
-        manifest.append(manifest_path, {"file": str(out), "sha256": file_sha256(out), "frames": total}, kind="output")
-    wall = time.monotonic() - started
-    rendered = sum(c.frames for c in missing)
-    print(
-        f"render: wrote {out}: {total} frames in {wall:.1f} s ({rendered / wall:.2f} frames/s rendered), "
-        f"{_count(len(plan), 'chunk', 'chunks')}: {len(missing)} rendered, {len(plan) - len(missing)} already done, "
-        f"{retried} retried"
-    )
+        output = {"file": str(out), "sha256": file_sha256(out), "frames": total, "tracks_from": made_from}
+        manifest.append(manifest_path, output, kind="output")
+        wall = time.monotonic() - started
+        rendered = sum(c.frames for c in missing)
+        with_tracks = f" with the {tracks.summary} of {tracks.path.name}" if tracks else ""
+        print(
+            f"render: wrote {out}{with_tracks}: {total} frames in {wall:.1f} s ({rendered / wall:.2f} frames/s "
+            f"rendered), {_count(len(plan), 'chunk', 'chunks')}: {len(missing)} rendered, "
+            f"{len(plan) - len(missing)} already done, {retried} retried"
+        )
+        if args.verify:
+            _, records, _ = manifest.read(manifest_path)
+            _verify(out, plan, records, chunks_dir)
+
+
+def _verify(out: Path, plan: list[Chunk], records: dict[int, dict[str, Any]], chunks_dir: Path) -> None:
+    """Check OUT against the chunks' frame hashes; one line for each problem, then the error."""
+    try:
+        problems = verify(out, plan, records, chunks_dir)
+    except VerifyError as exc:
+        raise RenderError(f"cannot verify: {exc}") from None
+    if problems:
+        for line in problems[:-1]:
+            logger.error("vsflavr render: %s", line)
+        raise RenderError(problems[-1])
+    print(f"render: verified {out}: its {plan[-1].end} decoded frames equal the frames the chunks rendered")
+
+
+def _verify_only(out: Path, manifest_path: Path, workdir: Path) -> None:
+    """``--verify`` on a finished job without ``--resume``: check it, render nothing."""
+    try:
+        job, records, spliced = manifest.read(manifest_path)
+    except (OSError, manifest.ManifestError) as exc:
+        raise RenderError(str(exc)) from None
+    if spliced is None or not out.is_file():
+        raise RenderError(f"the job in {workdir} has not written {out} yet: run the same command with --resume")
+    plan = [Chunk(i, a, b) for i, (a, b) in enumerate(job["chunks"])]
+    _verify(out, plan, records, workdir / "chunks")

@@ -126,8 +126,11 @@ def rate(clip: vs.VideoNode) -> Fraction:
     return Fraction(clip.fps_num, clip.fps_den)
 
 
-def probe(script: Path, args: Mapping[str, str], threshold: float | None, cache: Path) -> dict[str, Any]:
-    """Output 0's and output 1's shapes and the source frames that start a shot (none without output 1).
+def probe(
+    script: Path, args: Mapping[str, str], threshold: float | None, cache: Path, scan: bool = True
+) -> dict[str, Any]:
+    """Output 0's and output 1's shapes and the source frames that start a shot (none without output 1, or
+    with ``scan=False``, when the cuts come from a scene file).
 
     Refuses an output 1 that output 0 is not ``flavr()`` of: ``ceil(N * ratio)`` frames for the N of
     output 1 and the ratio of their rates.
@@ -143,12 +146,13 @@ def probe(script: Path, args: Mapping[str, str], threshold: float | None, cache:
                     "its rate; set output 1 to the clip you give to vsflavr.flavr()"
                 )
             key = {"script_sha256": hashlib.sha256(script.read_bytes()).hexdigest(), "args": dict(args)}
-            info |= {"source": clip_info(source), "cuts_into": find_cuts(source, threshold, cache, key)}
+            cuts = find_cuts(source, threshold, cache, key) if scan else []
+            info |= {"source": clip_info(source), "cuts_into": cuts}
         return info
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m vsflavr.render.source SCRIPT OUT.json --cache CUTS.json [--threshold T] [-a k=v]...``.
+    """``python -m vsflavr.render.source SCRIPT OUT.json --cache CUTS.json [--threshold T] [--no-scan] [-a k=v]...``.
 
     Runs the probe in a process of its own, so that the driver of a render never keeps the model or a
     GPU context; the last line on stderr is the reason when it fails.
@@ -159,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--threshold", type=float)
     parser.add_argument("-a", "--arg", action="append", default=[])
+    parser.add_argument("--no-scan", action="store_true", help="do not look for cuts (they come from a scene file)")
     opts = parser.parse_args(argv)
     try:
-        info = probe(opts.script, dict(a.split("=", 1) for a in opts.arg), opts.threshold, opts.cache)
+        args = dict(a.split("=", 1) for a in opts.arg)
+        info = probe(opts.script, args, opts.threshold, opts.cache, scan=not opts.no_scan)
     except ScriptError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
 
+from .tracks import Tracks
+
 __all__ = ["CONTAINERS", "SpliceError", "count_frames", "splice"]
 
 CONTAINERS = (".mkv", ".mka", ".webm", ".mp4", ".mov")
@@ -50,7 +52,8 @@ def count_frames(path: Path) -> int:
             str(path),
         ],
         capture_output=True,
-        encoding="utf-8", errors="replace",
+        encoding="utf-8",
+        errors="replace",
         check=False,
     )
     try:
@@ -59,21 +62,34 @@ def count_frames(path: Path) -> int:
         raise SpliceError(f"ffprobe cannot count the frames of {path}: {result.stderr.strip()}") from None
 
 
-def splice(chunks: Sequence[Path], out: Path, fps: Fraction, frames: int, options: Path) -> None:
+def splice(
+    chunks: Sequence[Path], out: Path, fps: Fraction, frames: int, options: Path, tracks: Tracks | None = None
+) -> None:
     """Join ``chunks`` in order into ``out``; it appears only when whole and holding ``frames`` frames.
 
     ``options`` is where mkvmerge's option file goes (a JSON list, so any number of chunks fits).
+    With ``tracks``, the same mkvmerge run adds every non-video track, attachment, chapter and global
+    tag of that file after the video, in its order (the chunks' own chapters, attachments and tags are
+    left out so that only the film's remain).
     """
     mkvmerge = _tool("mkvmerge", "mkvtoolnix")
     part = out.with_name(f".{out.name}.part")
     args = ["--output", str(part)]
+    if tracks is not None:
+        args += ["--track-order", tracks.track_order(0, len(chunks))]
     for i, chunk in enumerate(chunks):
+        if tracks is not None:
+            args += ["--no-chapters", "--no-attachments", "--no-global-tags", *(tracks.video_args() if i == 0 else [])]
         if chunk.suffix.lower() not in CONTAINERS:
             args += ["--default-duration", f"0:{fps.numerator}/{fps.denominator}fps"]
         args += [str(chunk)] if i == 0 else ["+", str(chunk)]
+    if tracks is not None:
+        args += tracks.mkvmerge_args()
     options.write_text(json.dumps(args))
     try:
-        result = subprocess.run([mkvmerge, "--quiet", f"@{options}"], capture_output=True, encoding="utf-8", errors="replace", check=False)
+        result = subprocess.run(
+            [mkvmerge, "--quiet", f"@{options}"], capture_output=True, encoding="utf-8", errors="replace", check=False
+        )
         if result.returncode not in (0, 1):  # 1: warnings only
             lines = (result.stdout + result.stderr).strip().splitlines()
             raise SpliceError(f"mkvmerge exited with status {result.returncode}: {lines[-1] if lines else ''}")
