@@ -72,8 +72,8 @@ def select_backend(
 ) -> Backend:
     """The backend for the filter's arguments.
 
-    ``backend``: ``"auto"`` (on a GPU PyTorch; on the CPU PyTorch or OpenVINO, whichever measured
-    faster for the network and CPU, see :class:`AutoCPUBackend`), ``"torch"`` (PyTorch: on a GPU
+    ``backend``: ``"auto"`` (on a GPU PyTorch; on the CPU PyTorch or OpenVINO, whichever a one-off
+    timing on this CPU found faster for the network, frame size and precision, see :class:`AutoCPUBackend`), ``"torch"`` (PyTorch: on a GPU
     channels-last with two CUDA streams, on the CPU the network as it is), ``"openvino"`` (OpenVINO,
     CPU only), ``"compile"`` (the same through ``torch.compile``: slow first
     frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:

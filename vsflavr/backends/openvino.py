@@ -30,7 +30,7 @@ from torch import Tensor
 
 from .. import network
 from ..network import FLAVR
-from .base import Backend, Runner
+from .base import Backend, Forward, Runner
 from .tensorrt import weights_checksum
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "default_cache_dir",
     "openvino_available",
     "openvino_native_bf16",
+    "openvino_version",
 ]
 
 logger = logging.getLogger("vsflavr")
@@ -72,6 +73,11 @@ def openvino_available() -> bool:
     except ValueError:
         return False
     return True
+
+
+def openvino_version() -> str:
+    """OpenVINO's release (e.g. ``2026.4.1``), or ``"not installed"``."""
+    return _import_openvino().get_version().split("-")[0] if openvino_available() else "not installed"
 
 
 @cache
@@ -109,16 +115,8 @@ class OpenVINOBackend(Backend):
             raise ValueError(f"streams must be a positive integer or None, got {self.streams!r}")
 
     def load(self, model: FLAVR) -> Runner:
-        ov = _import_openvino()
-        precision = self.precision
-        if precision == "bf16" and not openvino_native_bf16():
-            logger.warning("vsflavr: this CPU has no native bf16 (avx512_bf16 or AMX); OpenVINO runs fp32 instead")
-            precision = "fp32"
-        model = model.to("cpu", torch.float32).eval().requires_grad_(False)
-        cache_dir = self.cache_dir or default_cache_dir()
-        networks = _Networks(ov, _converted(ov, model, cache_dir), precision, self.streams, cache_dir)
         return Runner(
-            networks,
+            self.forward(model),
             n_outputs=model.n_outputs,
             device=torch.device("cpu"),
             dtype=torch.float32,
@@ -126,6 +124,17 @@ class OpenVINOBackend(Backend):
             tile_for=lambda height, width: self.tile_size,
             tile_overlap=self.tile_overlap,
         )
+
+    def forward(self, model: FLAVR) -> Forward:
+        """``model`` converted (or read from the cache) as the forward function a runner calls; safe to call at once."""
+        ov = _import_openvino()
+        precision = self.precision
+        if precision == "bf16" and not openvino_native_bf16():
+            logger.warning("vsflavr: this CPU has no native bf16 (avx512_bf16 or AMX); OpenVINO runs fp32 instead")
+            precision = "fp32"
+        model = model.to("cpu", torch.float32).eval().requires_grad_(False)
+        cache_dir = self.cache_dir or default_cache_dir()
+        return _Networks(ov, _converted(ov, model, cache_dir), precision, self.streams, cache_dir)
 
 
 def _network_key(model: FLAVR) -> str:
@@ -137,7 +146,7 @@ def _network_key(model: FLAVR) -> str:
 
 def _converted(ov: Any, model: FLAVR, cache_dir: Path) -> Any:
     """``model`` as an OpenVINO model with dynamic frame size, read from the cache or converted and saved there."""
-    path = cache_dir / f"flavr_{_network_key(model)}_openvino-{ov.get_version().split('-')[0]}.xml"
+    path = cache_dir / f"flavr_{_network_key(model)}_openvino-{openvino_version()}.xml"
     if path.is_file() and path.with_suffix(".bin").is_file():
         return ov.Core().read_model(path)
     logger.info("vsflavr: converting the network for OpenVINO (seconds, once): %s", path)
