@@ -32,7 +32,7 @@ from .base import Backend, Forward, Runner
 from .cpu import CPUBackend
 from .cpu_timing import ENV_TIMING, TimingCache, default_timing_dir, flop_per_pixel, time_forwards, timing_key
 from .cpu_timing import timing_size as _timing_size
-from .openvino import OpenVINOBackend, openvino_available, openvino_version
+from .openvino import INT8_CHOICE, OpenVINOBackend, has_int8, openvino_available, openvino_version
 
 __all__ = ["RULE", "AutoCPUBackend"]
 
@@ -52,11 +52,17 @@ class AutoCPUBackend(Backend):
         timing: time both on the first window of each size (cached); ``False``: follow the rule;
             ``None`` (default): time unless the environment variable ``VSFLAVR_CPU_TIMING`` is ``0``.
         cache_dir: where timings are kept; ``None``: ``<user cache dir>/vsflavr/cpu-timing``.
+        prefer_int8: with precision ``"fp32"``, run OpenVINO's int8 network instead (not timed) where
+            one is shipped for the weights (the built-in model); ``precision="auto"`` on CPUs without native bf16.
     """
 
     precision: Literal["fp32", "bf16"] = "fp32"
     timing: bool | None = None
     cache_dir: Path | None = None
+    prefer_int8: bool = False
+
+    def _int8(self, model: FLAVR) -> bool:
+        return self.prefer_int8 and self.precision == "fp32" and has_int8(model)
 
     def _times(self) -> bool:
         return self.timing if self.timing is not None else os.environ.get(ENV_TIMING, "1").strip() != "0"
@@ -74,6 +80,8 @@ class AutoCPUBackend(Backend):
         """
         if not openvino_available():
             return NO_OPENVINO
+        if self._int8(model):
+            return f"OpenVINO int8: {INT8_CHOICE}"
         if not self._times():
             return f"{RULE} ({ENV_TIMING}=0: not timed)"
         cache = self._cache()
@@ -93,13 +101,15 @@ class AutoCPUBackend(Backend):
         if not openvino_available():
             logger.info("vsflavr: backend %s", NO_OPENVINO)
             return CPUBackend(precision=self.precision, **tiling).load(model)
-        openvino = OpenVINOBackend(precision=self.precision, **tiling)
+        openvino = OpenVINOBackend(precision=self.precision, prefer_int8=self.prefer_int8, **tiling)
+        if self._int8(model):
+            return openvino.load(model)  # logs the int8 choice
         if not self._times():
             logger.info("vsflavr: backend %s", RULE)
             return openvino.load(model)
         key, per_pixel = self._key(model), flop_per_pixel(model)
         # OpenVINO traces the network as it is, so it goes before PyTorch's in-place changes.
-        forwards = {"openvino": openvino.forward(model)}
+        forwards = {"openvino": OpenVINOBackend(precision=self.precision, **tiling).forward(model)}
         forwards["torch"] = CPUBackend(precision=self.precision, **tiling).forward(model)
         return Runner(
             _TimedChoice(forwards, self._cache(), key, per_pixel),
