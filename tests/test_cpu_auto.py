@@ -84,6 +84,24 @@ def test_the_faster_candidate_is_chosen(clock: FakeClock, openvino_s: float, tor
     assert [len(f.shapes) for f in fakes.values()] == [1 + cpu_timing.ROUNDS] * 2  # one untimed pass, then rounds
 
 
+def test_close_or_disturbed_candidates_get_more_rounds(clock: FakeClock) -> None:
+    close = {"openvino": FakeBackend(clock, 0.20), "torch": FakeBackend(clock, 0.22)}
+    x = torch.rand(*SHAPE)
+    assert time_forwards(close, x, x, 56, 40).chosen == "openvino"
+    assert [len(f.shapes) for f in close.values()] == [1 + cpu_timing.MAX_ROUNDS] * 2
+
+    class Disturbed(FakeBackend):
+        """Its first passes are slowed by other work; then it runs at its own speed."""
+
+        def __call__(self, x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+            self.seconds = 0.7 if len(self.shapes) < 3 else 0.4
+            return super().__call__(x, mean)
+
+    disturbed = {"openvino": Disturbed(clock, 0.0), "torch": FakeBackend(clock, 0.57)}
+    timing = time_forwards(disturbed, x, x, 56, 40)
+    assert timing.chosen == "openvino" and timing.seconds["openvino"] == pytest.approx(0.4)
+
+
 def test_a_failing_candidate_loses_and_says_why(clock: FakeClock) -> None:
     fakes = {"openvino": FakeBackend(clock, 0.1, fails=True), "torch": FakeBackend(clock, 5.0)}
     x = torch.rand(*SHAPE)

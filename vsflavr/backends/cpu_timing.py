@@ -9,7 +9,9 @@ later runs on the same machine read it back.
 
 A timing is cheap: one untimed pass each (compilation, allocation), then :data:`ROUNDS` rounds
 over the candidates in turn, the fastest pass of each counting (other work on the machine only
-ever adds time).  Large frames are timed on a centre crop of the same aspect whose pass is at most
+ever adds time); while the two fastest are within 30 % of each other, more rounds follow, up to
+:data:`MAX_ROUNDS` (two passes on a loaded machine once picked PyTorch at 5.7 s against 6.9 s for
+OpenVINO, which then ran its passes in 4.1 s).  Large frames are timed on a centre crop of the same aspect whose pass is at most
 :data:`BUDGET_FLOP` (:func:`timing_size`); the crop's sums are those of the same layers, so the
 ranking carries over.
 """
@@ -40,7 +42,9 @@ from .tensorrt import _vsflavr_version
 
 __all__ = [
     "BUDGET_FLOP",
+    "CLOSE",
     "ENV_TIMING",
+    "MAX_ROUNDS",
     "ROUNDS",
     "Timing",
     "TimingCache",
@@ -57,7 +61,13 @@ ENV_TIMING = "VSFLAVR_CPU_TIMING"
 """Set to ``0`` to skip the timing: ``backend="auto"`` then follows its rule (see :mod:`.cpu_auto`)."""
 
 ROUNDS = 2
-"""Timed passes per candidate, after one untimed pass each."""
+"""Timed passes per candidate, after one untimed pass each, when the fastest is clearly ahead."""
+
+MAX_ROUNDS = 5
+"""Timed passes per candidate when the two fastest stay within :data:`CLOSE` of each other."""
+
+CLOSE = 1.3
+"""A lead of less than this factor is taken as possibly load, so more rounds are run (up to :data:`MAX_ROUNDS`)."""
 
 BUDGET_FLOP = 6e11
 """The largest pass timed (600 GFLOP: the official network at 256x256, about 1-2 s on 2 cores in fp32)."""
@@ -155,11 +165,14 @@ def time_forwards(candidates: Mapping[str, Forward], x: Tensor, mean: Tensor, wi
     if not runs:
         raise RuntimeError("; ".join(f"{name}: {why}" for name, why in failures.items()))
     best = dict.fromkeys(candidates, math.inf)
-    for _ in range(ROUNDS):
+    for done in range(1, MAX_ROUNDS + 1):
         for name, forward in runs.items():
             start = time.perf_counter()
             forward(crop, mean)
             best[name] = min(best[name], time.perf_counter() - start)
+        fastest = sorted(best[name] for name in runs)
+        if done >= ROUNDS and (len(fastest) < 2 or fastest[1] > CLOSE * fastest[0]):
+            break
     chosen = min(runs, key=lambda name: best[name])
     return Timing(chosen, best, (width, height), failures)
 
