@@ -163,7 +163,7 @@ def test_missing_openvino_is_a_clear_error(tiny_2x: Path, monkeypatch: pytest.Mo
 def test_openvino_refuses_what_it_cannot_do(device: str, precision: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         select_backend("openvino", torch.device(device), precision)
-    with pytest.raises(ValueError, match=r"runs precision 'fp32' or 'bf16', got 'fp16'"):
+    with pytest.raises(ValueError, match=r"runs precision 'fp32', 'bf16' or 'int8', got 'fp16'"):
         OpenVINOBackend(precision="fp16")  # type: ignore[arg-type]
 
 
