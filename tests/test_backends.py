@@ -179,7 +179,13 @@ def test_auto_precision_on_the_cpu_is_bf16_where_it_is_native(
 ) -> None:
     monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: native_bf16)
     expected = "bf16" if native_bf16 else "fp32"
-    assert select_backend("auto", torch.device("cpu"), "auto") == AutoCPUBackend(precision=expected)
+    # Without native bf16, OpenVINO paths also take the built-in model's int8 network (tests/test_int8.py).
+    int8 = not native_bf16
+    assert select_backend("auto", torch.device("cpu"), "auto") == AutoCPUBackend(precision=expected, prefer_int8=int8)
+    assert select_backend("openvino", torch.device("cpu"), "auto") == OpenVINOBackend(
+        precision=expected, prefer_int8=int8
+    )
+    assert select_backend("auto", torch.device("cpu"), "fp32") == AutoCPUBackend(precision="fp32")
     assert select_backend("torch", torch.device("cpu"), "auto") == CPUBackend(precision=expected)
     assert select_backend("compile", torch.device("cpu"), "auto") == CPUBackend(precision=expected, compile=True)
 
@@ -188,7 +194,10 @@ def test_auto_precision_on_the_cpu_is_bf16_where_it_is_native(
     ("backend", "device", "precision", "message"),
     [
         ("fast", "cpu", "auto", r"backend must be one of 'auto', 'torch', 'compile', 'trt', 'openvino', got 'fast'"),
-        ("auto", "cpu", "int8", r"precision must be 'auto', 'fp32', 'fp16' or 'bf16', got 'int8'"),
+        ("auto", "cpu", "int4", r"precision must be 'auto', 'fp32', 'fp16', 'bf16' or 'int8', got 'int4'"),
+        ("torch", "cpu", "int8", r"precision='int8' runs on the CPU through OpenVINO: use device='cpu' with"),
+        ("compile", "cpu", "int8", r"precision='int8' runs on the CPU through OpenVINO"),
+        ("auto", "cuda:0", "int8", r"precision='int8' runs on the CPU through OpenVINO"),
         ("auto", "cpu", "fp16", r"precision='fp16' is for GPUs"),
         ("trt", "cpu", "auto", r"backend='trt' needs a CUDA GPU"),
     ],

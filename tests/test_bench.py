@@ -11,6 +11,8 @@ import torch
 
 from vsflavr.__main__ import main
 from vsflavr.bench import BASELINE, COLUMNS, parse_size, sample_frames
+from vsflavr.checkpoint import load_checkpoint
+from vsflavr.flops import pass_flop
 
 
 def table(text: str) -> list[list[str]]:
@@ -24,6 +26,7 @@ def test_bench_prints_the_baseline_then_each_backend(tiny_2x: Path, capsys: pyte
     argv = ["bench", "--size", "32x32", "64x40", "--repeats", "1", "--weights", str(tiny_2x), "--device", "cpu"]
     assert main([*argv, "--backends", "torch:fp32", "torch:bf16"]) == 0
     printed = capsys.readouterr().out
+    network = load_checkpoint(tiny_2x).model
     assert printed.startswith("# CPU: ")  # the CPU's name and flags above the table
     rows = table(printed)
     assert tuple(rows[0]) == COLUMNS
@@ -31,8 +34,11 @@ def test_bench_prints_the_baseline_then_each_backend(tiny_2x: Path, capsys: pyte
         (size, "2", backend) for size in ("32x32", "64x40") for backend in (BASELINE, "torch:fp32", "torch:bf16")
     ]
     for row in rows[1:]:
-        passes, fps, first, peak, diff, ratio = row[3:]
+        passes, fps, gflop, rate, first, peak, diff, ratio = row[3:]
         assert float(passes) > 0 and float(fps) == pytest.approx(2 * float(passes), rel=2e-3)
+        width, height = parse_size(row[0])
+        assert float(gflop) == pytest.approx(pass_flop(network, width, height) / 1e9, rel=1e-3)
+        assert float(rate) == pytest.approx(float(gflop) * float(passes), rel=2e-3)
         assert float(first) >= 0 and (peak == "n/a" or float(peak) >= 0) and float(ratio) > 0
         assert float(diff) <= (1e-4 if row[2] != "torch:bf16" else 2e-2)
 

@@ -60,7 +60,7 @@ def test_info_says_where_and_in_which_precision_a_default_call_runs(
     assert status == 0
     line = next(line for line in out.splitlines() if line.startswith("default run  "))
     assert line.startswith(f"default run  {expected}; ")  # then the CPU path and why
-    assert line.split("; ", 1)[1].startswith(("OpenVINO: ", "PyTorch: "))
+    assert line.split("; ", 1)[1].startswith(("OpenVINO: ", "OpenVINO int8: ", "PyTorch: ", "timed: "))
 
 
 def test_info_reads_the_multi_from_the_file_and_shows_the_builtin_model(

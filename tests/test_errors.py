@@ -107,7 +107,7 @@ def test_unavailable_gpu(rgbs: vs.VideoNode, tiny_2x: Path) -> None:
     [
         ({"device": "tpu"}, r"device 'tpu' is not a device name"),
         ({"precision": "fp16"}, r"precision='fp16' is for GPUs"),
-        ({"precision": "int8"}, r"precision must be 'auto', 'fp32', 'fp16' or 'bf16'"),
+        ({"precision": "int4"}, r"precision must be 'auto', 'fp32', 'fp16', 'bf16' or 'int8'"),
         ({"sc_threshold": 1.5}, r"sc_threshold must be a number between 0 and 1"),
         ({"sc": "yes"}, r"sc must be True or False"),
     ],

@@ -69,10 +69,13 @@ def flavr(
         device: CUDA GPU index (0, 1, ...), ``"cuda:N"`` or ``"cpu"``.  ``None``: the first GPU
             if there is one, otherwise the CPU (slow).
         precision: ``"auto"`` (fp16 on a GPU; on the CPU bf16 where the CPU has native bf16,
-            avx512_bf16 or AMX, else fp32), ``"fp32"``, ``"fp16"`` (GPU) or ``"bf16"``.
+            avx512_bf16 or AMX, else fp32, or int8 for the built-in model), ``"fp32"``, ``"fp16"``
+            (GPU), ``"bf16"`` or ``"int8"`` (CPU through OpenVINO, the built-in model only: its
+            shipped int8 network, 0.02 dB below fp32 on the test footage).
             On CPUs with avx512_bf16 or AMX, ``"bf16"`` is about twice as fast as fp32.
         backend: how the network runs.  ``"auto"``: on a GPU PyTorch; on the CPU OpenVINO or PyTorch,
-            whichever measured faster for the network and CPU (``python -m vsflavr info`` says which);
+            whichever a one-off timing on this CPU found faster for the network, frame size and
+            precision (kept in the user cache dir; ``python -m vsflavr info`` says which);
             ``"torch"``: PyTorch (on a GPU with two CUDA streams); ``"openvino"``: OpenVINO (CPU only;
             a dependency on x86-64, elsewhere ``pip install vsflavr[openvino]``); ``"compile"``: through ``torch.compile`` (the first frame of a clip takes
             minutes, later ones run faster); ``"trt"``: TensorRT engines (GPU, ``pip install

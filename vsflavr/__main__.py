@@ -250,8 +250,9 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument(
         "--precision",
         default="auto",
-        choices=["auto", "fp32", "fp16", "bf16"],
-        help="as flavr()'s precision (default auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32)",
+        choices=["auto", "fp32", "fp16", "bf16", "int8"],
+        help="as flavr()'s precision (default auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32; "
+        "int8: the built-in model on the CPU)",
     )
     p.add_argument(
         "--sc-threshold",

@@ -3,8 +3,10 @@
 The baseline is what the official ``interpolate.py`` does: the network in fp32, batch 1,
 ``torch.no_grad()``, nothing else.  It runs in the same process on the same inputs as
 every backend, so each backend's speed-up and its difference from the fp32 output are
-measured, not assumed.  After a first pass each (compilation happens there), the timed
-passes go round the baseline and the backends in turn, and the fastest pass of each
+measured, not assumed.  Each row also gives the work of one pass (GFLOP counted from the
+network's layer shapes at the frame size, a multiply-add being 2, :mod:`vsflavr.flops`) and
+the rate it was done at (GFLOP/s), to compare with the CPU's or GPU's peak.  After a first
+pass each (compilation happens there), the timed passes go round the baseline and the backends in turn, and the fastest pass of each
 counts: on a shared machine, other work only ever adds time.  Inputs are synthetic footage-like frames (smooth gradients and
 texture moving a few pixels per frame), so no file is needed; the network is the
 official architecture with seeded random weights unless a checkpoint is given (``builtin``: the built-in
@@ -33,6 +35,7 @@ from .backends.cpu import cpu_description
 from .backends.openvino import openvino_available
 from .checkpoint import load_checkpoint
 from .errors import first_line, one_line
+from .flops import pass_flop
 from .network import FLAVR
 from .weights import BUILTIN_MODEL
 
@@ -40,7 +43,19 @@ __all__ = ["Row", "default_specs", "parse_size", "run_bench", "sample_frames"]
 
 BASELINE = "official fp32"
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-COLUMNS = ("size", "multi", "backend", "passes/s", "out fps", "first s", "peak MiB", "max diff", "x baseline")
+COLUMNS = (
+    "size",
+    "multi",
+    "backend",
+    "passes/s",
+    "out fps",
+    "GFLOP/pass",
+    "GFLOP/s",
+    "first s",
+    "peak MiB",
+    "max diff",
+    "x baseline",
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +66,8 @@ class Row:
     multi: int
     backend: str
     seconds: float
+    flop: int
+    """Operations of one pass (:func:`~vsflavr.flops.pass_flop`), the same for every backend of a size."""
     first_seconds: float
     peak_bytes: int | None
     max_diff: float
@@ -64,6 +81,8 @@ class Row:
             self.backend,
             f"{1 / self.seconds:.4g}",
             f"{self.multi / self.seconds:.4g}",
+            f"{self.flop / 1e9:.4g}",
+            f"{self.flop / 1e9 / self.seconds:.4g}",
             f"{self.first_seconds:.1f}",
             peak,
             f"{self.max_diff:.1e}",
@@ -227,6 +246,7 @@ def run_bench(
         for width, height in sizes:
             size = f"{width}x{height}"
             frames = sample_frames(width, height)
+            flop = pass_flop(network, width, height)
             timings = {BASELINE: _Timing.start(_official(copy.deepcopy(network), frames, device))}
             unavailable = []
             for spec in specs:
@@ -248,7 +268,9 @@ def run_bench(
             baseline = timings[BASELINE]
             for label, timing in timings.items():
                 diff = (timing.output - baseline.output).abs().max().item()
-                row = Row(size, multi, label, timing.best, timing.first, timing.peak, diff, baseline.best / timing.best)
+                row = Row(
+                    size, multi, label, timing.best, flop, timing.first, timing.peak, diff, baseline.best / timing.best
+                )
                 print(" | ".join(row.cells()), file=out, flush=True)
             for line in unavailable:
                 print(line, file=out, flush=True)

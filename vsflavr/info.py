@@ -19,7 +19,7 @@ import vapoursynth as vs
 from . import __version__, weights
 from .backends import AutoCPUBackend, resolve_device, select_backend
 from .backends.cpu import cpu_description
-from .backends.openvino import openvino_available
+from .backends.openvino import openvino_available, openvino_version
 from .checkpoint import CheckpointError, load_checkpoint
 from .download import MULTIS, file_name
 from .errors import one_line
@@ -70,7 +70,7 @@ def _default_run() -> str:
                 return line
             finally:
                 quiet.setLevel(level)
-            line += f"; {settings.choose(model)[1]}"
+            line += f"; {settings.describe(model)}"
         return line
     return f"{device} ({torch.cuda.get_device_name(device)}), {settings.precision}"
 
@@ -78,9 +78,7 @@ def _default_run() -> str:
 def _openvino_version() -> str:
     if not openvino_available():
         return "not installed (pip install vsflavr[openvino] for the fastest CPU backend)"
-    import openvino
-
-    return openvino.get_version().split("-")[0]
+    return openvino_version()
 
 
 def _cuda_devices() -> list[str]:

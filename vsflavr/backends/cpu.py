@@ -77,6 +77,17 @@ class CPUBackend(Backend):
     compile: bool = False
 
     def load(self, model: FLAVR) -> Runner:
+        return Runner(
+            self.forward(model),
+            n_outputs=model.n_outputs,
+            device=torch.device("cpu"),
+            dtype=torch.float32,
+            tile_for=lambda height, width: self.tile_size,
+            tile_overlap=self.tile_overlap,
+        )
+
+    def forward(self, model: FLAVR) -> Forward:
+        """``model`` (moved to the CPU, possibly changed in place) as the forward function a runner calls."""
         if self.compile and not _has_cpp_compiler():
             raise ValueError(
                 "backend='compile' on the CPU needs a C++ compiler (g++ or clang++) on PATH; "
@@ -93,15 +104,7 @@ class CPUBackend(Backend):
         network: Forward = model
         if self.compile:
             network = torch.compile(model, dynamic=False, options={"freezing": True})
-        forward = _autocast_bf16(network) if bf16 else network
-        return Runner(
-            forward,
-            n_outputs=model.n_outputs,
-            device=torch.device("cpu"),
-            dtype=torch.float32,
-            tile_for=lambda height, width: self.tile_size,
-            tile_overlap=self.tile_overlap,
-        )
+        return _autocast_bf16(network) if bf16 else network
 
 
 _SLOW_CONV3D_LIMIT = 20480

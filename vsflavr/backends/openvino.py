@@ -30,22 +30,35 @@ from torch import Tensor
 
 from .. import network
 from ..network import FLAVR
-from .base import Backend, Runner
+from .base import Backend, Forward, Runner
 from .tensorrt import weights_checksum
 
 __all__ = [
+    "INT8_CHOICE",
+    "INT8_MODEL",
     "MISSING_OPENVINO",
     "OpenVINOBackend",
     "default_cache_dir",
+    "has_int8",
     "openvino_available",
     "openvino_native_bf16",
+    "openvino_version",
 ]
 
 logger = logging.getLogger("vsflavr")
 
 MISSING_OPENVINO = "backend='openvino' needs OpenVINO: pip install vsflavr[openvino]"
 
-_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}
+"""The CPU plugin's precision hint for each precision (int8: the quantised layers run in int8, the rest in f32)."""
+
+INT8_MODEL = Path(__file__).resolve().parent.parent / "models" / "flavr_s_2x_int8.xml"
+"""The built-in model quantised to int8 by ``tools/int8_builtin.py`` (see ``models/MODEL_CARD.md``)."""
+
+INT8_CHOICE = (
+    "the built-in model's int8 network: 2x OpenVINO fp32, within 0.02 dB of it on bikes.mp4 and bigbuckbunny.mp4"
+)
+"""Why ``precision="auto"`` runs int8 on CPUs without native bf16 (figures: docs, performance page)."""
 _EXAMPLE_SIZE = (64, 64)
 """Frame size (H, W) of the example input the network is traced with; the IR keeps H and W dynamic."""
 
@@ -74,6 +87,11 @@ def openvino_available() -> bool:
     return True
 
 
+def openvino_version() -> str:
+    """OpenVINO's release (e.g. ``2026.4.1``), or ``"not installed"``."""
+    return _import_openvino().get_version().split("-")[0] if openvino_available() else "not installed"
+
+
 @cache
 def openvino_native_bf16() -> bool:
     """Whether OpenVINO's CPU plugin computes bf16 natively on this CPU (avx512_bf16 or AMX)."""
@@ -86,8 +104,9 @@ class OpenVINOBackend(Backend):
     """FLAVR through OpenVINO on the CPU (installed with vsflavr on x86-64, elsewhere ``pip install vsflavr[openvino]``).
 
     Attributes:
-        precision: ``"fp32"`` (within 1e-4 of the PyTorch fp32 network) or ``"bf16"`` (within
-            2e-2; on CPUs without native bf16 it falls back to fp32 with a logged message).
+        precision: ``"fp32"`` (within 1e-4 of the PyTorch fp32 network), ``"bf16"`` (within
+            2e-2; on CPUs without native bf16 it falls back to fp32 with a logged message) or
+            ``"int8"`` (the built-in model only: :data:`INT8_MODEL`, its convolutions in int8).
         streams: OpenVINO streams, i.e. passes that run at once, the cores split between them.
             ``1`` (default): each pass uses every core, one after the other.  ``None``: as many
             as OpenVINO finds best for throughput (on 2 cores: 2 streams of one core each).  On
@@ -95,30 +114,25 @@ class OpenVINOBackend(Backend):
             ahead in bf16 (9.9 against 7.5 fps) and behind in fp32 (3.3 against 4.6 fps); the
             default keeps the bf16 winner, which is also the faster single pass.
         cache_dir: directory of converted networks and compiled blobs; ``None``: :func:`default_cache_dir`.
+        prefer_int8: with precision ``"fp32"``, run the int8 network instead where one is shipped for
+            the weights (the built-in model): what ``precision="auto"`` does on CPUs without native bf16.
     """
 
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"
     streams: int | None = 1
     cache_dir: Path | None = None
+    prefer_int8: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.precision not in _OV_PRECISION:
-            raise ValueError(f"backend='openvino' runs precision 'fp32' or 'bf16', got {self.precision!r}")
+            raise ValueError(f"backend='openvino' runs precision 'fp32', 'bf16' or 'int8', got {self.precision!r}")
         if self.streams is not None and (isinstance(self.streams, bool) or self.streams < 1):
             raise ValueError(f"streams must be a positive integer or None, got {self.streams!r}")
 
     def load(self, model: FLAVR) -> Runner:
-        ov = _import_openvino()
-        precision = self.precision
-        if precision == "bf16" and not openvino_native_bf16():
-            logger.warning("vsflavr: this CPU has no native bf16 (avx512_bf16 or AMX); OpenVINO runs fp32 instead")
-            precision = "fp32"
-        model = model.to("cpu", torch.float32).eval().requires_grad_(False)
-        cache_dir = self.cache_dir or default_cache_dir()
-        networks = _Networks(ov, _converted(ov, model, cache_dir), precision, self.streams, cache_dir)
         return Runner(
-            networks,
+            self.forward(model),
             n_outputs=model.n_outputs,
             device=torch.device("cpu"),
             dtype=torch.float32,
@@ -126,6 +140,22 @@ class OpenVINOBackend(Backend):
             tile_for=lambda height, width: self.tile_size,
             tile_overlap=self.tile_overlap,
         )
+
+    def forward(self, model: FLAVR) -> Forward:
+        """``model`` converted (or read from the cache) as the forward function a runner calls; safe to call at once."""
+        ov = _import_openvino()
+        precision = self.precision
+        if precision == "bf16" and not openvino_native_bf16():
+            logger.warning("vsflavr: this CPU has no native bf16 (avx512_bf16 or AMX); OpenVINO runs fp32 instead")
+            precision = "fp32"
+        model = model.to("cpu", torch.float32).eval().requires_grad_(False)
+        cache_dir = self.cache_dir or default_cache_dir()
+        if precision == "fp32" and self.prefer_int8 and (int8 := _int8_network(ov, model)) is not None:
+            logger.info("vsflavr: precision int8 (%s)", INT8_CHOICE)
+            precision, network = "int8", int8
+        else:
+            network = _int8(ov, model) if precision == "int8" else _converted(ov, model, cache_dir)
+        return _Networks(ov, network, precision, self.streams, cache_dir)
 
 
 def _network_key(model: FLAVR) -> str:
@@ -137,7 +167,7 @@ def _network_key(model: FLAVR) -> str:
 
 def _converted(ov: Any, model: FLAVR, cache_dir: Path) -> Any:
     """``model`` as an OpenVINO model with dynamic frame size, read from the cache or converted and saved there."""
-    path = cache_dir / f"flavr_{_network_key(model)}_openvino-{ov.get_version().split('-')[0]}.xml"
+    path = cache_dir / f"flavr_{_network_key(model)}_openvino-{openvino_version()}.xml"
     if path.is_file() and path.with_suffix(".bin").is_file():
         return ov.Core().read_model(path)
     logger.info("vsflavr: converting the network for OpenVINO (seconds, once): %s", path)
@@ -153,6 +183,28 @@ def _converted(ov: Any, model: FLAVR, cache_dir: Path) -> Any:
     partial.with_suffix(".bin").replace(path.with_suffix(".bin"))
     partial.replace(path)
     return converted
+
+
+def has_int8(model: FLAVR) -> bool:
+    """Whether an int8 network of ``model`` is shipped (:data:`INT8_MODEL`, made from the built-in model)."""
+    return openvino_available() and _int8_network(_import_openvino(), model) is not None
+
+
+def _int8_network(ov: Any, model: FLAVR) -> Any | None:
+    if not INT8_MODEL.is_file():
+        return None
+    network = ov.Core().read_model(INT8_MODEL)
+    return network if network.get_rt_info(["vsflavr", "weights_sha256"]).astype(str) == weights_checksum(model) else None
+
+
+def _int8(ov: Any, model: FLAVR) -> Any:
+    """The int8 network of ``model``: the shipped one, made from the built-in model's weights; ValueError for others."""
+    network = _int8_network(ov, model)
+    if network is not None:
+        return network
+    raise ValueError(
+        "precision='int8' exists for the built-in model only (weights='builtin'); use 'fp32' or 'bf16' for these weights"
+    )
 
 
 class _Networks:
