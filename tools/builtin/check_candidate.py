@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
     size = args.candidate.stat().st_size
     state = torch.load(args.candidate, map_location="cpu", weights_only=True)["state_dict"]
-    check(size <= MAX_BYTES and {t.dtype for t in state.values()} == {torch.float16}, f"fp16 file, {size / 2**20:.2f} MiB")
+    fp16 = {t.dtype for t in state.values()} == {torch.float16}
+    check(size <= MAX_BYTES and fp16, f"fp16 file, {size / 2**20:.2f} MiB")
     checkpoint = load_checkpoint(args.candidate)
     grid = checkpoint.architecture.multi
     check(checkpoint.architecture.skip == "blend", f"loads as a {grid}x grid with the blend skip")

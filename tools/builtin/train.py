@@ -356,7 +356,8 @@ def teacher_set(args: argparse.Namespace, sampler: WindowSampler, device: torch.
         rife = teacher.load_rife(device)
         rng = np.random.default_rng([args.seed, 8])  # its own stream: the training draws stay the same
         drawer = WindowSampler(args.data_dir, rng)
-        return teacher.make_targets(lambda: drawer.teacher_window(args.teacher_crop), rife, args.teacher_samples, device)
+        draw = lambda: drawer.teacher_window(args.teacher_crop)  # noqa: E731
+        return teacher.make_targets(draw, rife, args.teacher_samples, device)
 
     return teacher.cached_targets(path, make, log=lambda line: print(line, flush=True))
 
@@ -380,7 +381,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.resume is not None:
         state = torch.load(args.resume, map_location=device, weights_only=True)
         if state.get("multi", 2) != args.multi:
-            raise SystemExit(f"train: {args.resume} is a {state.get('multi', 2)}x run; this one is --multi {args.multi}")
+            was = state.get("multi", 2)
+            raise SystemExit(f"train: {args.resume} is a {was}x run; this one is --multi {args.multi}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         sampler.rng.bit_generator.state = state["sampler_rng"]
@@ -502,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
 def drop_frame_figures(
     weights: Path, video: Path, frames: int, precision: str, multi: int = 2
 ) -> dict[str, float | int]:
-    """``python -m vsflavr eval --multi``'s figures for the saved ``weights`` on ``video`` (its first ``frames``; 0: all)."""
+    """``python -m vsflavr eval --multi``'s figures for the saved ``weights`` on ``video`` (first ``frames``; 0: all)."""
     return figures(evaluate(open_rgbs(video, frames or None), multi, weights=weights, precision=precision))
 
 
