@@ -504,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
 def drop_frame_figures(
     weights: Path, video: Path, frames: int, precision: str, multi: int = 2
 ) -> dict[str, float | int]:
-    """``python -m vsflavr eval --multi``'s figures for the saved ``weights`` on ``video`` (first ``frames``; 0: all)."""
+    """``python -m vsflavr eval --multi``'s figures of the saved ``weights`` on ``video`` (first ``frames``, 0: all)."""
     return figures(evaluate(open_rgbs(video, frames or None), multi, weights=weights, precision=precision))
 
 
