@@ -7,15 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import vapoursynth as vs
 
 pytest.importorskip("skimage")
 pytest.importorskip("matplotlib")
 
-from conftest import BIKES, open_bikes
+from conftest import BIKES, TINY_WIDTHS, open_bikes
 
 from vsflavr import evaluate as ev
 from vsflavr.__main__ import main
+from vsflavr.checkpoint import save_checkpoint
+from vsflavr.network import FLAVR
 
 core = vs.core
 
@@ -130,3 +133,50 @@ def test_eval_command_writes_csv_and_plot(tiny_8x: Path, tmp_path: Path, capsys:
 def test_eval_command_reports_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(tmp_path / "missing.mkv"), "-q"]) == 1
     assert capsys.readouterr().err.startswith("vsflavr eval: ")
+
+
+@pytest.fixture
+def blend_8x_builtin(places: dict[str, Path]) -> Path:
+    """A built-in model on the 8x grid whose correction is zero: it returns the blend at each phase k/8."""
+    model = FLAVR(7, widths=TINY_WIDTHS, skip="blend")
+    torch.nn.init.zeros_(model.outconv[1].weight)
+    torch.nn.init.zeros_(model.outconv[1].bias)
+    places["builtin"].parent.mkdir(parents=True)
+    save_checkpoint(places["builtin"], model)
+    return places["builtin"]
+
+
+@pytest.mark.parametrize("multi", [4, 8])
+@pytest.mark.parametrize("weights", [[], ["--weights", "builtin"]])
+def test_eval_multi_with_a_builtin_model_on_a_finer_grid(
+    blend_8x_builtin: Path, multi: int, weights: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """eval --multi 4 / 8 takes the built-in model's outputs at the phases of the dropped frames, where the
+    blend baseline is computed: a model that returns the blend scores exactly as blending, frame by frame."""
+    table = tmp_path / "scores.csv"
+    args = ["eval", str(BIKES), "--multi", str(multi), "--frames", str(2 * multi + 1), "--device", "cpu"]
+    assert main([*args, *weights, "--csv", str(table), "-q"]) == 0, capsys.readouterr().err
+    with table.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["frame"]) for r in rows] == [n for n in range(1, 2 * multi) if n % multi]
+    for row in rows:
+        assert float(row["psnr_flavr"]) == pytest.approx(float(row["psnr_blend"]), abs=0.01)
+        assert float(row["psnr_blend"]) != pytest.approx(float(row["psnr_repeat"]), abs=0.01)
+
+
+def test_eval_multi_the_builtin_model_cannot_make(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped 2x built-in model cannot rebuild 3 frames of 4: one line that says which checkpoint would."""
+    assert main(["eval", str(BIKES), "--multi", "4", "--frames", "9", "--weights", "builtin", "-q"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("vsflavr eval: ")
+    assert "multi=4 cannot be made by the loaded 2x checkpoint" in err and "multiple of 4" in err
+
+
+def test_a_peer_is_scored_by_the_same_protocol() -> None:
+    """``rebuild=`` scores another interpolator; one that repeats the kept frame scores exactly as ``repeat``."""
+    def repeat(kept: vs.VideoNode, multi: int) -> vs.VideoNode:
+        return core.std.Interleave([kept] * multi)
+
+    evaluation = ev.evaluate(open_bikes(9), 4, rebuild=repeat, name="peer")
+    assert evaluation.methods == ("peer", "blend", "repeat") and len(evaluation.scores) == 6
+    assert all(s.psnr["peer"] == s.psnr["repeat"] for s in evaluation.scores)

@@ -197,6 +197,24 @@ def test_official_only_and_multis_the_builtin_cannot_make(builtin: Path) -> None
     assert w.resolve_checkpoint("builtin", 2).path == builtin
 
 
+def test_a_builtin_model_on_a_finer_grid_serves_every_multi_it_divides(
+    places: dict[str, Path],
+    checkpoints: dict[int, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    path = put(places["repo"].parent / "package", checkpoints[8], "flavr_s_8x.pth")
+    monkeypatch.setattr(w, "BUILTIN_MODEL", path)
+    for multi in (2, 4, 8, None):
+        assert w.resolve_checkpoint(None, multi).architecture.multi == 8
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vsflavr"):
+        w.resolve_checkpoint(None, 4)
+    assert "built-in model flavr_s_8x.pth" in caplog.text and "python -m vsflavr download 4x" in caplog.text
+    official = put(places["data"], checkpoints[4], "FLAVR_4x.pth")
+    assert w.resolve_checkpoint(None, 4).path == official  # official weights still win once present
+
+
 def test_fractional_rates_prefer_the_finest_grid(places: dict[str, Path], checkpoints: dict[int, bytes]) -> None:
     put(places["env"], checkpoints[2], "FLAVR_2x.pth")
     put(places["repo"], checkpoints[8], "FLAVR_8x.pth")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -153,6 +154,8 @@ def evaluate(
     precision: str = "auto",
     sc_threshold: float | None = DEFAULT_THRESHOLD,
     progress: bool = False,
+    rebuild: Callable[[vs.VideoNode, int], vs.VideoNode] | None = None,
+    name: str = "flavr",
 ) -> Evaluation:
     """Drop all but every ``multi``-th frame of ``clip``, rebuild them with FLAVR, blending and repetition, score each.
 
@@ -163,12 +166,21 @@ def evaluate(
         sc_threshold: the built-in cut detector's threshold on the original clip, as for
             :func:`vsflavr.flavr`; ``None`` uses only the clip's own scene-change properties.
         progress: show a progress bar.
+        rebuild: score another interpolator by the same protocol instead of FLAVR: called as
+            ``rebuild(kept, multi)``, it returns ``multi`` frames per kept frame, the kept frame
+            first (kept frames carry ``_SceneChangeNext`` where their gap spans a cut).
+        name: the first method's name in the scores, e.g. ``"rife"`` for such a peer.
     """
     if clip.num_frames <= multi:
         raise ValueError(f"the clip has {clip.num_frames} frames; scoring multi={multi} needs at least {multi + 1}")
     original = clip if sc_threshold is None else mark_scene_changes(clip, sc_threshold)
     kept = keep_every(original, multi)
-    rebuilt = flavr(kept, multi=multi, weights=weights, device=device, precision=precision, sc_threshold=None)
+    if rebuild is None:
+        rebuilt = flavr(kept, multi=multi, weights=weights, device=device, precision=precision, sc_threshold=None)
+    else:
+        rebuilt = rebuild(kept, multi)
+    if rebuilt.num_frames < (kept.num_frames - 1) * multi:
+        raise ValueError(f"{name} made {rebuilt.num_frames} frames from {kept.num_frames}; multi={multi} needs more")
     scores: list[FrameScore] = []
     cuts: list[int] = []
     for gap in tqdm(range(kept.num_frames - 1), desc="scoring", unit="gap", disable=not progress):
@@ -182,12 +194,12 @@ def evaluate(
             t = r / multi
             reference = _pixels(frames[r])
             candidates = {
-                "flavr": _pixels(rebuilt.get_frame(first + r)),
+                name: _pixels(rebuilt.get_frame(first + r)),
                 "blend": (1 - t) * before + t * after,
                 "repeat": before,
             }
             scores.append(_score(first + r, spans_cut, reference, candidates))
-    return Evaluation(multi=multi, scores=scores, cuts=cuts)
+    return Evaluation(multi=multi, scores=scores, cuts=cuts, methods=(name, *METHODS[1:]))
 
 
 def on_twos(clip: vs.VideoNode, noise: float = 1 / 255) -> vs.VideoNode:

@@ -42,7 +42,8 @@ ENV_WEIGHTS_DIR = "VSFLAVR_WEIGHTS_DIR"
 ENV_AUTO_DOWNLOAD = "VSFLAVR_AUTO_DOWNLOAD"
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 BUILTIN_MODEL = Path(__file__).resolve().parent / "models" / "flavr_s_2x.pth"
-"""vsflavr's own small 2x model, shipped in the package (see vsflavr/models/MODEL_CARD.md)."""
+"""vsflavr's own small 2x model, shipped in the package (see vsflavr/models/MODEL_CARD.md); it is the
+last resort for every multi its grid serves."""
 
 
 class WeightsNotFound(Exception):
@@ -183,7 +184,7 @@ def resolve_checkpoint(
         weights: a checkpoint file (used as it is, whatever its multi); a directory to search
             instead of the usual places; ``"official"`` for official checkpoints only;
             ``"builtin"`` for the built-in model; ``None`` for official checkpoints found by
-            :func:`find_weights`, else the built-in model.
+            :func:`find_weights`, else the built-in model when its grid serves ``multi``.
         multi: the integer rate factor asked for, or ``None`` for a fractional rate change,
             which prefers the finest grid found (8x, then 4x, then 2x).
         auto_download: as for :func:`find_weights`.
@@ -210,11 +211,15 @@ def resolve_checkpoint(
                 pass
         return find_weights(2, weights, auto_download=auto_download).checkpoint
     except WeightsNotFound:
-        if official_only or weights is not None or multi not in (None, 2) or not BUILTIN_MODEL.is_file():
+        if official_only or weights is not None or not BUILTIN_MODEL.is_file():
             raise
+        builtin = load_checkpoint(BUILTIN_MODEL)
+        if multi is not None and builtin.architecture.multi % multi:
+            raise  # the built-in model's grid cannot make this multi: ask for the official checkpoint
     logger.warning(
         "no official FLAVR checkpoint found; using vsflavr's built-in model %s. For the official model's "
-        "quality run: python -m vsflavr download 2x",
+        "quality run: python -m vsflavr download %sx",
         BUILTIN_MODEL.name,
+        multi or builtin.architecture.multi,
     )
-    return load_checkpoint(BUILTIN_MODEL)
+    return builtin
