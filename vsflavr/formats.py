@@ -48,10 +48,11 @@ NETWORK_FORMATS = (vs.RGBS, vs.RGBH)
 DITHER = "none"
 """How FLAVR's float frames become integer code values: rounded to the nearest, no dither noise.
 
-Source frames are shown bit for bit and carry no dither of vsflavr's, so any dither pattern
-would appear on every interpolated frame only and flicker at the source rate in areas that do
-not move; FLAVR's own error there is far above half a code value only where things move, where
-no banding is seen (measured: docs "formats" page)."""
+Source frames are shown bit for bit and carry no dither of vsflavr's, so a dither pattern would
+appear on interpolated frames only and flicker at the source rate where nothing moves.  Measured on
+a still of bikes.mp4 (tools/dither_still.py): rounding changes 1.7 % of the luma codes of the
+interpolated frame, error diffusion 6.6 %, ordered 9.4 %, random 9.2 %; FLAVR's frames are smooth
+where things move, where rounding shows no banding the source frames do not show."""
 
 CHROMA_IN, CHROMA_OUT = "Point", "Point"
 """The resizer's kernels for subsampled chroma: up to full size for FLAVR (each chroma sample on the
