@@ -11,10 +11,10 @@ src=$(realpath "${1:?usage: examples/encode.sh SOURCE_VIDEO [VSPIPE_ARGUMENTS...
 shift
 script=${SCRIPT:-$(dirname "$0")/flavr_2x.vpy}
 
-# H.264, 8-bit for every player: x264 dithers the script's 10-bit output down.
+# H.264, 8-bit for every player (the script's output has the source's format and depth).
 vspipe -c y4m -a "src=$src" "$@" "$script" - |
     x264 --demuxer y4m --preset slow --crf 18 --output-depth 8 -o out_x264.mkv -
 
-# HEVC, 10-bit.
+# HEVC, 10-bit (an 8-bit source is widened, a 10-bit one kept).
 vspipe -c y4m -a "src=$src" "$@" "$script" - |
     x265 --y4m --preset slow --crf 18 --output-depth 10 -o out_x265.hevc -

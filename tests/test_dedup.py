@@ -37,9 +37,10 @@ SPEED = 4.0  # px per source frame: 8 px per drawing on twos, 12 on threes
 
 @dataclass(frozen=True, kw_only=True)
 class LinearBackend(Backend):
-    """Phase k of n is (1 - k/n) I0 + k/n I1; counts its forward passes in ``passes[0]``."""
+    """Phase k of n is (1 - k/n) I0 + k/n I1; counts its forward passes in ``passes[0]``, keeps its inputs in ``seen``."""
 
     passes: list[int]
+    seen: list[torch.Tensor] | None = None
 
     def load(self, model: FLAVR) -> Runner:
         n = model.n_outputs + 1
@@ -47,6 +48,8 @@ class LinearBackend(Backend):
 
         def forward(frames: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
             self.passes[0] += 1
+            if self.seen is not None:
+                self.seen.append(frames.clone())
             i0, i1 = frames[:, 1:2], frames[:, 2:3]
             return (1 - weights) * i0 + weights * i1
 

@@ -23,23 +23,6 @@ def call(clip: vs.VideoNode, weights: Path, **kwargs: object) -> vs.VideoNode:
     return vsflavr.flavr(clip, weights=weights, device="cpu", **kwargs)
 
 
-@pytest.mark.parametrize(
-    ("convert", "fix"),
-    [
-        (
-            lambda c: c.resize.Bicubic(format=vs.YUV420P8, matrix_s="709"),
-            r"core\.resize\.Bicubic\(clip, format=vs\.RGBS",
-        ),
-        (lambda c: c.resize.Point(format=vs.GRAY8, matrix_s="709"), r"ShufflePlanes"),
-        (lambda c: c.resize.Point(format=vs.RGB24), r"core\.resize\.Point\(clip, format=vs\.RGBS\)"),
-        (lambda c: c.resize.Point(format=vs.RGB48), r"core\.resize\.Point\(clip, format=vs\.RGBS\)"),
-    ],
-)
-def test_wrong_format_names_the_conversion(rgbs: vs.VideoNode, tiny_2x: Path, convert, fix: str) -> None:
-    with pytest.raises(vs.Error, match=r"^flavr: input must be RGBS or RGBH, got \w+; convert it first: .*" + fix):
-        call(convert(rgbs), tiny_2x)
-
-
 def test_variable_format(rgbs: vs.VideoNode, tiny_2x: Path) -> None:
     mixed = core.std.Splice([rgbs, rgbs.resize.Point(format=vs.RGBH)], mismatch=True)
     with pytest.raises(vs.Error, match="flavr: the clip has a variable format"):
@@ -52,10 +35,11 @@ def test_variable_size(rgbs: vs.VideoNode, tiny_2x: Path) -> None:
         call(mixed, tiny_2x)
 
 
-def test_variable_rate(rgbs: vs.VideoNode, tiny_2x: Path) -> None:
+@pytest.mark.parametrize("kwargs", [{}, {"multi": 2}])
+def test_variable_rate_needs_a_target_rate(rgbs: vs.VideoNode, tiny_2x: Path, kwargs: dict) -> None:
     mixed = core.std.Splice([rgbs, rgbs.std.AssumeFPS(fpsnum=30)], mismatch=True)
-    with pytest.raises(vs.Error, match=r"flavr: the clip has a variable frame rate.*AssumeFPS"):
-        call(mixed, tiny_2x)
+    with pytest.raises(vs.Error, match=r"^flavr: the clip has a variable frame rate.*give a target rate.*fps_num=60000"):
+        call(mixed, tiny_2x, **kwargs)
 
 
 @pytest.mark.parametrize("multi", [1, 0, -2, 2.5, "2", True])

@@ -43,8 +43,9 @@ def test_example_under_vspipe(tiny_8x: Path, tmp_path: Path, script: str, frames
     vspipe("-c", "y4m", "-e", "11", "-a", f"weights={tiny_8x}", str(EXAMPLES / script), str(out))
     data = out.read_bytes()
     header = data.split(b"\n", 1)[0].decode()
-    assert header.startswith("YUV4MPEG2 C420p10 W160 H68 ") and f" {rate} " in header
+    assert header.startswith("YUV4MPEG2 C420 W160 H68 ") and f" {rate} " in header  # the source's YUV420P8
     assert data.count(b"FRAME\n") == 12
+    assert "resize" not in (EXAMPLES / script).read_text(), "examples take the clip as the source filter gives it"
 
 
 @pytest.mark.skipif(not hasattr(vs.core, "mv"), reason="needs vapoursynth-mvtools")
@@ -83,4 +84,4 @@ def test_encode_script(tiny_8x: Path, tmp_path: Path) -> None:
     assert (tmp_path / "x264.args").read_text().split()[-3:] == ["-o", "out_x264.mkv", "-"]
     assert (tmp_path / "x265.args").read_text().split()[-3:] == ["-o", "out_x265.hevc", "-"]
     for encoder in ("x264", "x265"):
-        assert (tmp_path / f"{encoder}.y4m").read_bytes().startswith(b"YUV4MPEG2 C420p10 W160 H68 F50:1 ")
+        assert (tmp_path / f"{encoder}.y4m").read_bytes().startswith(b"YUV4MPEG2 C420 W160 H68 F50:1 ")

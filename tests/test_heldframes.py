@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import vapoursynth as vs
 
-from vsflavr.heldframes import DEFAULT_THRESHOLD, HeldFrames, held_difference
+from vsflavr.heldframes import DEFAULT_THRESHOLD, HeldFrames
+from vsflavr.heldframes import held_difference as held_difference_of_luma
 
 core = vs.core
 CROPS = Path(__file__).parent / "data" / "held_crops.npz"
@@ -27,6 +28,12 @@ def footage_like(height: int = 1080, width: int = 1920) -> np.ndarray:
 
 def to_8bit(frame: np.ndarray) -> np.ndarray:
     return (np.clip(frame, 0, 1) * 255).round().astype(np.float32) / 255
+
+
+def held_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The detector's difference of two (3, H, W) RGB frames, on their BT.709 luma as the detector reads RGB."""
+    weights = np.array([0.2126, 0.7152, 0.0722], np.float32)[:, None, None]
+    return held_difference_of_luma((weights * a).sum(axis=0), (weights * b).sum(axis=0))
 
 
 def is_duplicate(a: np.ndarray, b: np.ndarray) -> bool:
@@ -143,8 +150,9 @@ def test_log_has_a_row_per_frame(tmp_path: Path) -> None:
     assert float(rows[1]["diff_previous"]) == 0.0 and float(rows[2]["diff_previous"]) > DEFAULT_THRESHOLD
 
 
-def crop_clip(name: str) -> tuple[vs.VideoNode, int]:
-    """A stretch of real footage as BestSource decoded it, converted like vsflavr.evaluate.open_rgbs; its first frame."""
+def crop_clip(name: str, rgbs: bool = True) -> tuple[vs.VideoNode, int]:
+    """A stretch of real footage as BestSource decoded it (YUV420P8, ``_Matrix=1``), converted to RGBS as a user
+    script would unless ``rgbs=False``; and its first frame."""
     data = np.load(CROPS)
     planes = [data[f"{name}_{p}"] for p in "yuv"]
     length, height, width = planes[0].shape
@@ -156,8 +164,8 @@ def crop_clip(name: str) -> tuple[vs.VideoNode, int]:
             np.copyto(np.asarray(out[p]), planes[p][n])
         return out
 
-    yuv = blank.std.ModifyFrame(blank, fill)
-    return yuv.resize.Bicubic(format=vs.RGBS, matrix_in_s="709"), int(data[f"{name}_first"])
+    yuv = blank.std.ModifyFrame(blank, fill).std.SetFrameProps(_Matrix=1)
+    return yuv.resize.Bicubic(format=vs.RGBS) if rgbs else yuv, int(data[f"{name}_first"])
 
 
 def test_real_repeats_found_on_bigbuckbunny() -> None:

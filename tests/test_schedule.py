@@ -59,6 +59,42 @@ def test_short_clips(num_frames: int) -> None:
     assert all(p.source < num_frames for p in positions)
 
 
+def segments_times(*segments: tuple[int, Fraction]) -> tuple[Fraction, ...]:
+    """Start times (seconds) of frames of segments of (count, rate), then the end of the last frame."""
+    times = [Fraction(0)]
+    for count, rate in segments:
+        times += [times[-1] + (k + 1) / rate for k in range(count)]
+    return tuple(times)
+
+
+def test_constant_timestamps_give_the_constant_schedule() -> None:
+    """The same function serves both: timestamps i / fps in seconds equal the frame-index schedule."""
+    fps, target = Fraction(24000, 1001), Fraction(60000, 1001)
+    vfr = Schedule(50, target, 8, segments_times((50, fps)))
+    cfr = Schedule(50, target / fps, 8)
+    assert vfr.output_frames == cfr.output_frames == 125
+    assert [vfr.position(n) for n in range(125)] == [cfr.position(n) for n in range(125)]
+
+
+@pytest.mark.parametrize("grid", [2, 8])
+def test_variable_rate_timing(grid: int) -> None:
+    """24000/1001 then 30000/1001 to 60000/1001: the count is the duration times the target, rounded up; each
+    output frame shows time n / target to within half a phase step of the gap it falls in."""
+    a, b, target = Fraction(24000, 1001), Fraction(30000, 1001), Fraction(60000, 1001)
+    times = segments_times((12, a), (17, b))
+    sched = Schedule(29, target, grid, times)
+    assert sched.output_frames == math.ceil(times[-1] * target) == math.ceil((12 / a + 17 / b) * target) == 64
+    for n in range(sched.output_frames):
+        t, pos = Fraction(n) / target, sched.position(n)
+        if pos.source < 28:
+            gap = times[pos.source + 1] - times[pos.source]
+            shown = times[pos.source] + gap * Fraction(pos.phase, grid)
+            assert abs(shown - t) <= gap / (2 * grid), n
+        if t in times:
+            assert pos == Position(times.index(t), 0)  # a source frame at its own time: that frame
+    assert sum(Fraction(n) / target in times for n in range(sched.output_frames)) == 6 + 17
+
+
 def test_out_of_range_and_invalid() -> None:
     with pytest.raises(IndexError):
         Schedule(3, Fraction(2), 2).position(6)
@@ -66,6 +102,8 @@ def test_out_of_range_and_invalid() -> None:
         Schedule(0, Fraction(2), 2)
     with pytest.raises(ValueError):
         Schedule(3, Fraction(1, 2), 2)
+    with pytest.raises(ValueError, match="increasing"):
+        Schedule(2, Fraction(60), 2, (Fraction(0), Fraction(1, 24), Fraction(1, 24)))
 
 
 def never(_: int) -> bool:

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from vsflavr.evaluate import open_rgbs
-from vsflavr.frames import frame_to_tensor
+from vsflavr.formats import coding_of, luma
 from vsflavr.heldframes import DEFAULT_THRESHOLD, held_difference
 
 STRETCHES = {"bigbuckbunny": ("bigbuckbunny.mp4", 104, 120), "bikes": ("bikes.mp4", 125, 137)}
@@ -27,19 +26,20 @@ TILE_H, TILE_W, STEP = 64, 128, 32
 
 
 def pixels(clip: vs.VideoNode, n: int) -> np.ndarray:
-    return frame_to_tensor(clip.get_frame(n)).numpy()
+    return np.asarray(clip.get_frame(n)[0], dtype=np.float32)
 
 
-def choose_tiles(rgb: vs.VideoNode, first: int, end: int) -> list[tuple[int, int]]:
+def choose_tiles(clip: vs.VideoNode, first: int, end: int) -> list[tuple[int, int]]:
     """Tile corners (top, left) that keep every new frame of frames first..end-1 new."""
-    places = [(y, x) for y in range(0, rgb.height - TILE_H + 1, STEP) for x in range(0, rgb.width - TILE_W + 1, STEP)]
+    gray = luma(clip, coding_of(clip))  # what the detector reads
+    places = [(y, x) for y in range(0, clip.height - TILE_H + 1, STEP) for x in range(0, clip.width - TILE_W + 1, STEP)]
     needs: dict[int, tuple[float, np.ndarray]] = {}
     for n in range(first + 1, end):
-        a, b = pixels(rgb, n - 1), pixels(rgb, n)
+        a, b = pixels(gray, n - 1), pixels(gray, n)
         whole = held_difference(a, b)
         if whole > DEFAULT_THRESHOLD:
             scores = [
-                held_difference(a[:, y : y + TILE_H, x : x + TILE_W], b[:, y : y + TILE_H, x : x + TILE_W])
+                held_difference(a[y : y + TILE_H, x : x + TILE_W], b[y : y + TILE_H, x : x + TILE_W])
                 for y, x in places
             ]
             needs[n] = (min(1.5 * DEFAULT_THRESHOLD, whole), np.array(scores))
@@ -54,8 +54,9 @@ def choose_tiles(rgb: vs.VideoNode, first: int, end: int) -> list[tuple[int, int
 def main(footage: Path, out: Path) -> None:
     arrays: dict[str, np.ndarray] = {}
     for name, (file, first, end) in STRETCHES.items():
-        tiles = choose_tiles(open_rgbs(footage / file), first, end)
-        clip = vs.core.bs.VideoSource(str(footage / file))[first:end]
+        source = vs.core.bs.VideoSource(str(footage / file))
+        tiles = choose_tiles(source, first, end)
+        clip = source[first:end]
         planes: list[list[np.ndarray]] = [[], [], []]
         for frame in clip.frames():
             for p in range(3):

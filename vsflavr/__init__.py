@@ -16,12 +16,14 @@ import vapoursynth as vs
 from .backends import DEFAULT_OVERLAP, Backend, Runner, resolve_device, select_backend
 from .checkpoint import Checkpoint, CheckpointError
 from .errors import one_line
+from .formats import check_format, coding_of
 from .heldframes import DEFAULT_THRESHOLD as DEFAULT_HELD_THRESHOLD
 from .heldframes import HeldFrames
 from .pipeline import interpolate, interpolate_drawings
 from .retime import ANCHORS, Retime
 from .scenes import DEFAULT_THRESHOLD, mark_scene_changes
 from .schedule import Schedule
+from .timestamps import frame_times
 from .weights import WeightsNotFound, resolve_checkpoint
 
 __all__ = ["flavr"]
@@ -54,7 +56,13 @@ def flavr(
     """Interpolate frames with FLAVR, raising the frame rate by ``multi`` or to ``fps_num / fps_den``.
 
     Args:
-        clip: constant-format, constant-size, constant-rate RGBS or RGBH clip.
+        clip: the clip as its source filter gives it: YUV (4:2:0, 4:2:2, 4:4:4, ...), GRAY or RGB,
+            8-16 bit integer or 16/32-bit float, of one format and size.  It comes back in exactly
+            its format; FLAVR reads it converted to RGB with its own ``_Matrix``, ``_Range`` and
+            ``_ChromaLocation`` (guessed from its size where missing, with a log line saying how to
+            state them), and only the frames it makes are converted back.  Every frame that shows a
+            source frame is that frame, bit for bit.  A variable-rate clip (``fps_num == 0``, each
+            frame's ``_DurationNum/_DurationDen``) needs ``fps_num``/``fps_den``.
         multi: integer rate factor (default 2): output has ``clip.num_frames * multi`` frames,
             source frame ``i`` is output frame ``i * multi`` unchanged, and the ``multi - 1``
             frames after it are interpolated.  The checkpoint's multi must be a multiple of it.
@@ -62,6 +70,8 @@ def flavr(
             from 24000/1001); at least the source rate.  Each output frame takes the nearest
             phase k/multi of the checkpoint's grid (timing error at most half a phase step),
             or the source frame itself when its time falls on one.  ``fps_den`` defaults to 1.
+            With a variable-rate clip, output frame ``n`` shows time ``n * fps_den / fps_num`` of
+            the source's own timestamps (the sum of the durations before each frame).
         weights: a checkpoint file (official ``FLAVR_2x/4x/8x.pth`` or vsflavr's own), a directory
             to search, ``"official"`` (official checkpoints only) or ``"builtin"``.  ``None``: the
             official checkpoints found in the usual places (see weights/README.md), else the
@@ -109,9 +119,11 @@ def flavr(
             A ``FLAVRHeld`` property on a source frame (1 held, 0 new drawing) overrides the detector.
 
     Returns:
-        A clip of the same format and size at the new rate.  Interpolated frames carry
+        A clip of the same format and size at the new (constant) rate.  Interpolated frames carry
         ``FLAVRInterpolated = 1`` and ``FLAVRPhase`` (their position between the two source
-        frames, 0..1); every other property comes from the nearest source frame.  With
+        frames, 0..1); every other property comes from the nearest source frame.  Every frame
+        sets ``_DurationNum/_DurationDen`` (the new rate) and ``_SceneChangeNext/_SceneChangePrev``
+        (cuts moved to the new timeline); source frames keep all their other properties.  With
         ``dedup``, frames also carry ``FLAVRDrawing`` (the source frame of the drawing shown,
         or of the earlier of the two) and ``FLAVRHold`` (that drawing's hold in frames).
     """
@@ -124,6 +136,17 @@ def flavr(
         isinstance(sc_threshold, bool) or not isinstance(sc_threshold, int | float) or not 0 < sc_threshold < 1
     ):
         raise vs.Error(f"flavr: sc_threshold must be a number between 0 and 1 (default {DEFAULT_THRESHOLD}) or None")
+    coding = coding_of(clip)
+    times = None
+    if source_rate is None:
+        times = frame_times(clip)
+        average = clip.num_frames / times[-1]
+        if ratio < average:
+            raise vs.Error(
+                f"flavr: the target rate {ratio} is slower than the clip's average {float(average):.3f} fps; "
+                "vsflavr only raises the rate"
+            )
+    rate = ratio if source_rate is None else source_rate * ratio
     try:
         torch_device = resolve_device(device)
         settings = select_backend(backend, torch_device, precision, tile_size=tile_size, tile_overlap=tile_overlap)
@@ -146,7 +169,7 @@ def flavr(
         )
     runner = _start_backend(settings, checkpoint, backend, torch_device)
     if sc and sc_threshold is not None:
-        clip = mark_scene_changes(clip, sc_threshold)
+        clip = mark_scene_changes(clip, sc_threshold, coding)
     if dedup:
         if ratio != 1 and grid < 8:
             logger.warning(
@@ -157,53 +180,48 @@ def flavr(
                 grid,
             )
         try:
-            held = HeldFrames(clip, dedup_threshold, use_cuts=sc, log=dedup_log)
+            held = HeldFrames(clip, dedup_threshold, use_cuts=sc, log=dedup_log, coding=coding)
         except OSError as exc:
             raise vs.Error(f"flavr: cannot write dedup_log {dedup_log}: {exc.strerror or exc}") from None
-        retime = Retime(clip.num_frames, ratio)
-        rate = source_rate * ratio
+        retime = Retime(clip.num_frames, ratio, times)
         return interpolate_drawings(
-            clip, retime, held, runner, rate, grid=grid, max_hold=dedup_max_hold, anchor=dedup_anchor
+            clip, retime, held, runner, rate, grid=grid, max_hold=dedup_max_hold, anchor=dedup_anchor, coding=coding
         )
-    schedule = Schedule(clip.num_frames, ratio, grid)
-    return interpolate(clip, schedule, runner, source_rate * ratio, use_cuts=sc)
+    schedule = Schedule(clip.num_frames, ratio, grid, times)
+    return interpolate(clip, schedule, runner, rate, use_cuts=sc, coding=coding)
 
 
-def _check_clip(clip: vs.VideoNode) -> Fraction:
-    """Check the clip's format, size and rate; returns its frame rate."""
+def _check_clip(clip: vs.VideoNode) -> Fraction | None:
+    """Check the clip's format and size; returns its frame rate (``None``: a variable rate)."""
     if not isinstance(clip, vs.VideoNode):
         raise vs.Error(f"flavr: clip must be a VideoNode, got {type(clip).__name__}")
     fmt = clip.format
     if fmt is None or fmt.id == vs.NONE:
         raise vs.Error(
             "flavr: the clip has a variable format; convert it to one format first, e.g. "
-            "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')"
+            "clip = core.resize.Bicubic(clip, format=vs.YUV420P10)"
         )
     if clip.width == 0 or clip.height == 0:
         raise vs.Error(
             "flavr: the clip has a variable frame size; resize it to one size first, e.g. "
             "clip = core.resize.Bicubic(clip, width=1920, height=1080)"
         )
-    if clip.fps_num == 0:
-        raise vs.Error(
-            "flavr: the clip has a variable frame rate; give it a constant one first, e.g. "
-            "clip = core.std.AssumeFPS(clip, fpsnum=24000, fpsden=1001)"
-        )
-    if fmt.color_family != vs.RGB or fmt.sample_type != vs.FLOAT:
-        if fmt.color_family == vs.YUV:
-            fix = "clip = core.resize.Bicubic(clip, format=vs.RGBS, matrix_in_s='709')  # use the clip's matrix"
-        elif fmt.color_family == vs.GRAY:
-            fix = "clip = core.std.ShufflePlanes(core.resize.Point(clip, format=vs.GRAYS), [0, 0, 0], vs.RGB)"
-        else:
-            fix = "clip = core.resize.Point(clip, format=vs.RGBS)"
-        raise vs.Error(f"flavr: input must be RGBS or RGBH, got {fmt.name}; convert it first: {fix}")
-    return Fraction(clip.fps_num, clip.fps_den)
+    check_format(clip)
+    return Fraction(clip.fps_num, clip.fps_den) if clip.fps_num else None
 
 
 def _check_rate(
-    source_rate: Fraction, multi: int | None, fps_num: int | None, fps_den: int | None, dedup: bool = False
+    source_rate: Fraction | None, multi: int | None, fps_num: int | None, fps_den: int | None, dedup: bool = False
 ) -> Fraction:
-    """The output/input frame-rate ratio asked for by ``multi`` or ``fps_num``/``fps_den`` (``multi=1`` with dedup)."""
+    """The output/input frame-rate ratio asked for by ``multi`` or ``fps_num``/``fps_den`` (``multi=1`` with dedup).
+
+    For a variable-rate clip (``source_rate=None``): the target rate itself, which only ``fps_num`` can give.
+    """
+    if source_rate is None and fps_num is None:
+        raise vs.Error(
+            "flavr: the clip has a variable frame rate, so a multiple of it is no rate; give a target rate "
+            "instead, e.g. flavr(clip, fps_num=60000, fps_den=1001)"
+        )
     if fps_num is None and fps_den is None:
         multi = 2 if multi is None else multi
         if isinstance(multi, bool) or not isinstance(multi, int) or multi < 2 - dedup:
@@ -220,6 +238,8 @@ def _check_rate(
     for name, value in (("fps_num", fps_num), ("fps_den", fps_den)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise vs.Error(f"flavr: {name} must be a positive integer, got {value!r}")
+    if source_rate is None:
+        return Fraction(fps_num, fps_den)
     ratio = Fraction(fps_num, fps_den) / source_rate
     if ratio < 1:
         raise vs.Error(

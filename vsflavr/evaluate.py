@@ -34,6 +34,7 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from . import flavr
+from .formats import coding_of, to_network
 from .frames import frame_to_tensor
 from .scenes import DEFAULT_THRESHOLD, is_cut, mark_scene_changes
 
@@ -121,13 +122,15 @@ class Evaluation:
 
 
 def open_rgbs(path: str | Path, frames: int | None = None) -> vs.VideoNode:
-    """Open a video file with BestSource as an RGBS clip (YUV read as BT.709), limited to its first ``frames``."""
+    """Open a video file with BestSource as float RGB, limited to its first ``frames``.
+
+    Converted as :func:`vsflavr.flavr` converts what FLAVR reads: with the file's own matrix, range
+    and chroma location, guessed from the frame size where the file does not say (see :mod:`vsflavr.formats`).
+    """
     clip = vs.core.bs.VideoSource(str(path))
     if frames is not None:
         clip = clip[: min(frames, clip.num_frames)]
-    if clip.format.color_family == vs.YUV:
-        return clip.resize.Bicubic(format=vs.RGBS, matrix_in_s="709")
-    return clip.resize.Point(format=vs.RGBS)
+    return to_network(clip, coding_of(clip))
 
 
 def keep_every(clip: vs.VideoNode, multi: int) -> vs.VideoNode:

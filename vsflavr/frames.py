@@ -24,9 +24,12 @@ def frame_to_tensor(frame: vs.VideoFrame) -> torch.Tensor:
 
 
 def write_tensor(tensor: torch.Tensor, template: vs.VideoFrame) -> vs.VideoFrame:
-    """A copy of ``template`` (size, format, properties) whose planes hold ``tensor`` (3, H, W), clamped to 0..1."""
+    """A copy of ``template`` (size, format, properties) whose planes hold ``tensor`` (3, H, W).
+
+    Values are written as they are: :func:`vsflavr.formats.from_network` clamps them to what the clip's format holds.
+    """
     frame = template.copy()
-    data = tensor.clamp(0.0, 1.0).numpy()
+    data = tensor.numpy()
     for p in range(3):
         np.copyto(np.asarray(frame[p]), data[p], casting="unsafe")
     return frame

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import vapoursynth as vs
 
-from .frames import frame_to_tensor
+from .formats import Coding, coding_of, luma
 from .retime import Shot, holds_from_flags
 from .scenes import is_cut
 
@@ -44,25 +44,24 @@ WINDOW, STRIDE = 16, 8
 HELD_PROP = "FLAVRHeld"
 """The frame property that overrides the detector: 1 duplicate, 0 new drawing."""
 
-_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)[:, None, None]
 _LOG_COLUMNS = ("frame", "diff_previous", "diff_run_start", "duplicate", "run", "shot", "override")
 _CUT_PROP, _DIFF_PROP = "FLAVRHeldCut", "FLAVRHeldDiff"
 
 
 def held_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """How different two RGB frames (3, H, W) in 0..1 are, locally: a fraction of full range.
+    """How different two frames' luma planes (H, W) in 0..1 are, locally: a fraction of full range.
 
-    The BT.709 luma of each pixel is compared; the part of each difference above
+    The luma of each pixel is compared (see :func:`vsflavr.formats.luma`); the part of each difference above
     :data:`NOISE_FLOOR` is averaged over 16x16 windows every 8 px (the last row and column of
     windows touching the frame's edges), and the largest window's mean is returned.  Luma,
     because lossy video codecs store colour at half resolution and coarsely, so colour alone
     shifts from one encoded copy of a frame to the next; drawings change in brightness.
     """
-    luma = np.abs(np.sum(_LUMA * (np.asarray(a, np.float32) - b), axis=0)) - NOISE_FLOOR
-    np.maximum(luma, 0, out=luma)
-    height, width = luma.shape
+    excess = np.abs(np.asarray(a, np.float32) - b) - NOISE_FLOOR
+    np.maximum(excess, 0, out=excess)
+    height, width = excess.shape
     sums = np.zeros((height + 1, width + 1))
-    np.cumsum(np.cumsum(luma, axis=0, dtype=np.float64), axis=1, out=sums[1:, 1:])
+    np.cumsum(np.cumsum(excess, axis=0, dtype=np.float64), axis=1, out=sums[1:, 1:])
     ys, wh = _starts(height)
     xs, ww = _starts(width)
     y0, y1, x0, x1 = ys[:, None], ys[:, None] + wh, xs[None, :], xs[None, :] + ww
@@ -89,16 +88,25 @@ class HeldFrames:
     themselves, which could stall VapourSynth's thread pool.
 
     Args:
-        clip: the source clip (RGB float), with its scene-change properties already set.
+        clip: the source clip (any format), with its scene-change properties already set; its luma is read.
         threshold: the largest :func:`held_difference` of a duplicate (fraction of full range).
         use_cuts: honour ``_SceneChangeNext``/``_SceneChangePrev``; ``False``: the clip is one shot.
         log: a CSV file to write, one row per source frame: frame, its difference from the frame
             before and from its run's first frame, whether it is a duplicate, its run's and its
             shot's first frame, and the ``FLAVRHeld`` override if any.
+        coding: the clip's colour coding (:func:`vsflavr.formats.coding_of`; read from the clip if not given).
     """
 
-    def __init__(self, clip: vs.VideoNode, threshold: float, use_cuts: bool, log: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        clip: vs.VideoNode,
+        threshold: float,
+        use_cuts: bool,
+        log: str | Path | None = None,
+        coding: Coding | None = None,
+    ) -> None:
         self.shots: list[Shot] = []
+        clip = luma(clip, coding or coding_of(clip))
         with contextlib.ExitStack() as stack:
             writer = None
             if log is not None:  # opened first: a path that cannot be written fails before the pass
@@ -153,7 +161,8 @@ def _with_differences(clip: vs.VideoNode, use_cuts: bool) -> vs.VideoNode:
 
 
 def _pixels(frame: vs.VideoFrame) -> np.ndarray:
-    return frame_to_tensor(frame).numpy()
+    """A luma frame as a (H, W) float32 array; NaN becomes 0 and +-inf 1 and 0 (as FLAVR reads them)."""
+    return np.nan_to_num(np.asarray(frame[0], dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
 
 
 def _override(frame: vs.VideoFrame) -> int | None:

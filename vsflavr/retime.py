@@ -186,22 +186,27 @@ def _regular(spacing: Fraction, span: Fraction) -> bool:
 class Retime:
     """Output frames of a whole clip: their count, their source time, and the shot each falls in.
 
-    The count and rate are those of the plain schedule (``ceil(num_frames * ratio)`` at the
-    target rate), so ``dedup`` never changes a clip's duration.
+    The count, rate and times are those of the plain schedule (``ceil(duration * ratio)`` at the
+    target rate; ``ratio`` and ``times`` as for :class:`~vsflavr.schedule.Schedule`), so ``dedup``
+    never changes a clip's duration.  Drawings are timed in source frames: at a variable rate a
+    hold counts frames, not seconds.
     """
 
     num_frames: int
     ratio: Fraction
+    times: Sequence[Fraction] | None = None
 
     @cached_property
+    def _schedule(self) -> Schedule:
+        return Schedule(self.num_frames, self.ratio, 1, self.times)
+
+    @property
     def output_frames(self) -> int:
-        return Schedule(self.num_frames, self.ratio, 1).output_frames
+        return self._schedule.output_frames
 
     def time(self, n: int) -> Fraction:
-        """Output frame ``n``'s time in source frames (``n / ratio``)."""
-        if not 0 <= n < self.output_frames:
-            raise IndexError(f"output frame {n} outside 0..{self.output_frames - 1}")
-        return Fraction(n) / self.ratio
+        """Output frame ``n``'s time in source frames (``n / ratio`` at a constant rate)."""
+        return self._schedule.source_time(n)
 
     def source(self, n: int) -> int:
         """The source frame at or before output frame ``n``'s time: its shot is the one that decides the frame."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import vapoursynth as vs
 
+from .formats import Coding, coding_of, luma
+
 __all__ = ["DEFAULT_THRESHOLD", "is_cut", "mark_scene_changes"]
 
 DEFAULT_THRESHOLD = 0.12
@@ -39,14 +41,17 @@ def _flag(frame: vs.VideoFrame, name: str) -> bool:
     )
 
 
-def mark_scene_changes(clip: vs.VideoNode, threshold: float = DEFAULT_THRESHOLD) -> vs.VideoNode:
+def mark_scene_changes(
+    clip: vs.VideoNode, threshold: float = DEFAULT_THRESHOLD, coding: Coding | None = None
+) -> vs.VideoNode:
     """Set ``_SceneChangeNext = 1`` on every frame followed by a cut; other properties and pixels are untouched.
 
     Properties already set to 1 on the clip are kept, so an external detector's cuts
-    still count.  ``threshold`` is in units of mean absolute luma difference (0..1).
+    still count.  ``threshold`` is in units of mean absolute luma difference (0..1), read
+    from the clip's own luma (:func:`vsflavr.formats.luma`; ``coding``: the clip's, read from it if not given).
     """
     core = vs.core
-    thumb = core.resize.Bilinear(clip, *_THUMB, format=vs.GRAYS, matrix_s="709")
+    thumb = luma(clip, coding or coding_of(clip), *_THUMB)
     following = thumb[1:] + thumb[-1] if thumb.num_frames > 1 else thumb
     stats = core.std.PlaneStats(thumb, following, prop="FLAVRScene")
 
