@@ -60,7 +60,7 @@ luma pixels nearest its location), and back down (the sample at its location).  
 a frame FLAVR returns unchanged comes back bit for bit, so what does not move in an interpolated
 frame equals the source frames around it.  Bicubic both ways softens the chroma of every
 interpolated frame instead (2 code values on bikes.mp4) for 0.03-0.24 dB more chroma PSNR on moving
-content (docs "formats" page)."""
+content (docs/formats.md)."""
 
 LIMITED, FULL = 0, 1
 """``_Range`` values (H.273 numbering, VapourSynth R74+); ``_ColorRange`` numbers them the other way."""
