@@ -80,7 +80,8 @@ def identify(path: Path) -> Tracks:
     if mkvmerge is None:
         raise TracksError("mkvmerge is not installed; install mkvtoolnix (e.g. apt-get install mkvtoolnix)")
     if not path.is_file():
-        raise TracksError(f"--tracks-from {path}: no such file")
+        what = "is a directory, not a video file" if path.is_dir() else "no such file"
+        raise TracksError(f"--tracks-from {path}: {what}")
     result = subprocess.run(
         [mkvmerge, "-J", str(path)], capture_output=True, encoding="utf-8", errors="replace", check=False
     )
