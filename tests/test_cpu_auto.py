@@ -142,9 +142,21 @@ def test_cache_round_trip_and_what_the_key_holds(tmp_path: Path) -> None:
     for changed in ({"precision": "bf16"}, {"cpu": "another CPU"}, {"openvino": "2027.0"}, {"torch": "3.0"}):
         assert cache.get({**key, **changed}, SHAPE) is None
     assert cache.get(timing_key(FLAVR(1, widths=(8, 16, 32, 48)), "fp32", {"openvino": "2026.4.1"}), SHAPE) is None
-    # A damaged file is timed again, not trusted.
+    # A damaged file is timed again, not trusted, and the new timing replaces it.
     cache.path(key, SHAPE).write_text("{not json")
     assert cache.get(key, SHAPE) is None and cache.stored(key) == []
+    assert cache.put(key, SHAPE, timing) == timing and cache.get(key, SHAPE) == timing
+    assert [p.name for p in cache.directory.iterdir()] == [cache.path(key, SHAPE).name]  # no partial file left
+
+
+def test_the_first_timing_stored_stays(tmp_path: Path) -> None:
+    """Two processes timing one size at once (two chunks of `render` on one machine) keep the first answer."""
+    first, second = TimingCache(tmp_path), TimingCache(tmp_path)  # one per process
+    torch_won = Timing("torch", {"torch": 0.2, "openvino": 0.21}, (56, 40), {})
+    openvino_won = Timing("openvino", {"torch": 0.22, "openvino": 0.21}, (56, 40), {})
+    assert first.put({"a": 1}, SHAPE, torch_won) == torch_won
+    assert second.put({"a": 1}, SHAPE, openvino_won) == torch_won
+    assert second.get({"a": 1}, SHAPE) == torch_won and len(list(tmp_path.iterdir())) == 1
 
 
 def test_the_key_holds_the_isa_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -190,6 +202,29 @@ def test_a_size_is_timed_once_then_read_from_the_cache(
     # Another size is timed on its own.
     later(torch.rand(1, 4, 3, 48, 64), x)
     assert len(later._forwards["openvino"].shapes) == 2 + cpu_timing.ROUNDS
+
+
+def test_a_process_that_timed_second_runs_what_the_first_kept(
+    clock: FakeClock, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = TimingCache(tmp_path)
+    choice = timed_choice(clock, cache, openvino_s=0.1, torch_s=0.3)  # this process finds OpenVINO faster
+    other = Timing("torch", {"torch": 0.2, "openvino": 0.25}, (56, 40), {})
+    timing = choice._forwards["torch"]
+
+    def torch_while_another_process_stores(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        if not cache.path({"network": "fake"}, SHAPE).exists():
+            TimingCache(tmp_path).put({"network": "fake"}, SHAPE, other)  # it finished timing first
+        return timing(x, mean)
+
+    choice._forwards["torch"] = torch_while_another_process_stores
+    x = torch.rand(*SHAPE)
+    with caplog.at_level(logging.INFO, logger="vsflavr"):
+        choice(x, x)
+        choice(x, x)
+    assert choice._chosen == {SHAPE: "torch"} and cache.get({"network": "fake"}, SHAPE) == other
+    assert len(timing.shapes) == 1 + cpu_timing.ROUNDS + 2  # timed, then both calls
+    assert "PyTorch (timed now, but another process kept its timing first: torch 0.2 s" in caplog.text
 
 
 def test_concurrent_first_calls_time_once(clock: FakeClock, tmp_path: Path) -> None:

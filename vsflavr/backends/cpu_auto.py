@@ -147,9 +147,10 @@ class _TimedChoice:
             source = "timing kept from an earlier run"
             if timing is None or timing.chosen not in self._forwards:
                 width, height = _timing_size(self._per_pixel, shape[-1], shape[-2])
-                timing = time_forwards(self._forwards, x, mean, width, height)
-                self._cache.put(self._key, shape, timing)
-                source = "timed now"
+                mine = time_forwards(self._forwards, x, mean, width, height)
+                kept = self._cache.put(self._key, shape, mine)
+                timing = kept if kept.chosen in self._forwards else mine
+                source = "timed now" if timing is mine else "timed now, but another process kept its timing first"
             logger.info(
                 "vsflavr: backend for %dx%d windows: %s (%s: %s)",
                 shape[-1],

@@ -18,6 +18,7 @@ ranking carries over.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -180,7 +181,9 @@ def time_forwards(candidates: Mapping[str, Forward], x: Tensor, mean: Tensor, wi
 class TimingCache:
     """Timings on disk: one JSON file per key and input shape, written whole (atomic rename), read back as they are.
 
-    Several processes may time the same key at once; each writes a complete file, and the last one stays.
+    Several processes may time the same key at once (the chunks of ``render`` on one machine); the first
+    timing stored stays and :meth:`put` returns it, so every process on the machine runs the same backend
+    and their frames agree bit for bit.
     """
 
     def __init__(self, directory: Path) -> None:
@@ -204,19 +207,35 @@ class TimingCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
-    def put(self, key: Mapping[str, Any], shape: tuple[int, ...], timing: Timing) -> None:
-        """Store ``timing``; a cache that cannot be written is logged and skipped (the run goes on)."""
+    def put(self, key: Mapping[str, Any], shape: tuple[int, ...], timing: Timing) -> Timing:
+        """Store ``timing`` unless another process stored one first; returns the timing that stays.
+
+        A readable timing already there wins (an unreadable one is replaced). A cache that cannot be
+        written is logged and skipped: the run goes on with ``timing``.
+        """
         path = self.path(key, shape)
         record = {"key": key, "shape": list(shape), "measured": time.strftime("%Y-%m-%d %H:%M:%S %z")}
         record["timing"] = {**asdict(timing), "seconds": {k: _finite(v) for k, v in timing.seconds.items()}}
         with self._lock:
+            partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
                 partial.write_text(json.dumps(record, indent=1, sort_keys=True))
-                partial.replace(path)
+                try:
+                    os.link(partial, path)  # atomic, and fails where a file is already there
+                except FileExistsError:
+                    earlier = self.get(key, shape)
+                    if earlier is not None:
+                        return earlier
+                    partial.replace(path)  # unreadable or of another key: ours replaces it
+                except OSError:
+                    partial.replace(path)  # a file system without hard links: the last writer stays
             except OSError as exc:
                 logger.warning("vsflavr: cannot keep the CPU timing in %s (%s); it will be timed again", path, exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    partial.unlink(missing_ok=True)
+        return timing
 
     def stored(self, key: Mapping[str, Any]) -> list[tuple[tuple[int, ...], Timing]]:
         """Every timing stored for ``key``, by input shape."""
