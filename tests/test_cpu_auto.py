@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import threading
 from pathlib import Path
 
@@ -157,6 +158,16 @@ def test_the_first_timing_stored_stays(tmp_path: Path) -> None:
     assert first.put({"a": 1}, SHAPE, torch_won) == torch_won
     assert second.put({"a": 1}, SHAPE, openvino_won) == torch_won
     assert second.get({"a": 1}, SHAPE) == torch_won and len(list(tmp_path.iterdir())) == 1
+
+
+def test_a_file_system_without_hard_links_still_keeps_the_timing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_links(src: object, dst: object) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    timing = Timing("torch", {"torch": 0.2, "openvino": 0.3}, (56, 40), {})
+    assert TimingCache(tmp_path).put({"a": 1}, SHAPE, timing) == timing
+    assert TimingCache(tmp_path).get({"a": 1}, SHAPE) == timing and len(list(tmp_path.iterdir())) == 1
 
 
 def test_the_key_holds_the_isa_limit(monkeypatch: pytest.MonkeyPatch) -> None:
