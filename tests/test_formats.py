@@ -157,7 +157,7 @@ def test_a_guess_is_one_log_line_naming_it_and_how_to_state_it(caplog: pytest.Lo
     with caplog.at_level(logging.WARNING, logger="vsflavr"):
         assert coding_of(clip) == Coding(1, LIMITED, 0)
     (line,) = [r.getMessage() for r in caplog.records]
-    assert "_Matrix=1 (709, for HD and UHD at 1920x1080)" in line and "_Range=0 (limited)" in line
+    assert "_Matrix=1 (709, for frames over 1024x576 (HD and UHD) at 1920x1080)" in line and "_Range=0 (limited)" in line
     assert "clip = core.std.SetFrameProps(clip, _Matrix=1, _Range=0, _ChromaLocation=0)" in line
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vsflavr"):

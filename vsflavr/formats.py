@@ -82,9 +82,9 @@ class MatrixGuess:
 
 
 MATRIX_GUESSES = (
-    MatrixGuess(1024, 486, 6, "480-line SD"),
-    MatrixGuess(1024, 576, 5, "576-line SD"),
-    MatrixGuess(None, None, 1, "HD and UHD"),
+    MatrixGuess(1024, 486, 6, "frames up to 1024x486 (480-line SD)"),
+    MatrixGuess(1024, 576, 5, "frames up to 1024x576 (576-line SD)"),
+    MatrixGuess(None, None, 1, "frames over 1024x576 (HD and UHD)"),
 )
 """The first row the frame size fits in, width and height each (a 720x1280 portrait clip is HD).
 
