@@ -527,8 +527,10 @@ def test_tracks_from_a_film_whose_video_starts_late_stay_in_sync(
     run("mkvmerge", "-q", "-o", late, "--sync", "0:200", film)
     result = render(*script, "-o", str(out), "--workdir", str(workdir), "--resume", "--tracks-from", str(late))
     assert result.returncode == 0, result.stderr  # its duration counts from the video's start: 3.4 - 0.2 s
-    assert "its video starts at 0.200 s; its tracks are moved as much earlier" in result.stderr
+    assert "its video starts at 0.200 s; its tracks and chapters are moved as much earlier" in result.stderr
     assert audio_packets(out) == audio_packets(late, 200)  # what plays with the first frame still does
+    chapters = run("mkvextract", out, "chapters", "-s", "-").stdout.decode()
+    assert chapters == CHAPTERS.replace("00:00:01.200", "00:00:01.000")  # 1.2 s of FILE is 1.0 s of OUT; 0 stays 0
 
 
 # --- encoders for masters ----------------------------------------------------------------------------------------

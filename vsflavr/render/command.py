@@ -388,8 +388,8 @@ def _render(args: argparse.Namespace) -> None:
             )
         if tracks.video_start:
             logger.warning(
-                "--tracks-from %s: its video starts at %.3f s; its tracks are moved as much earlier to stay in sync "
-                "with the rendered video, which starts at 0 (chapters are not moved)",
+                "--tracks-from %s: its video starts at %.3f s; its tracks and chapters are moved as much earlier to "
+                "stay in sync with the rendered video, which starts at 0",
                 tracks.path,
                 tracks.video_start,
             )

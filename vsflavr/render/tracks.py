@@ -43,12 +43,14 @@ class Tracks:
     def mkvmerge_args(self) -> list[str]:
         """mkvmerge options and the file, to follow the video in the same command: FILE without its video.
 
-        When FILE's video starts late (its first timestamp is not 0), every track is moved as much earlier,
-        so that it stays in sync with the rendered video, which starts at 0 (what comes before is dropped).
+        When FILE's video starts late (its first timestamp is not 0), every track and chapter is moved as much
+        earlier, so that it stays in sync with the rendered video, which starts at 0 (what comes before is
+        dropped; a chapter that would start before 0 starts at 0).
         """
         ms = round(self.video_start * 1000)
         sync = [arg for t in self.track_ids for arg in ("--sync", f"{t}:{-ms}")] if ms else []
-        return [*sync, "--no-video", str(self.path)]
+        chapters = ["--chapter-sync", str(-ms)] if ms else []
+        return [*sync, *chapters, "--no-video", str(self.path)]
 
     def video_args(self) -> list[str]:
         """Options for the rendered video track (ID 0 of the first chunk): FILE's video language and name."""
