@@ -6,7 +6,8 @@ Each clip (``path`` or ``path:frames``) is interpolated 2x with the built-in mod
 ``yuv`` (``vsflavr.flavr(clip)`` on the BestSource clip, the source's format out), ``ritual`` (the clip
 converted to RGBS by hand with its own matrix, ``flavr``, and back to the source's format) and ``rgbs``
 (RGBS in and out: only the conversion to RGBS before the filter).  Prints output fps (vspipe's figure)
-and peak RSS (``/usr/bin/time``) per run.
+and peak RSS (``/usr/bin/time``) per run.  The three modes run in turn, ``ROUNDS`` times over, so that
+a first run's one-off costs (cache warm-up, the backend timing) and a change of load fall on every mode.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+ROUNDS = 2
 
 SCRIPT = """
 import vapoursynth as vs
@@ -49,12 +52,13 @@ def run(path: str, frames: int, mode: str) -> tuple[float, int]:
 
 
 def main(clips: list[str]) -> None:
-    print("| clip | frames | mode | output fps | peak RSS (MiB) |\n|---|---|---|---|---|")
+    print("| clip | frames | round | mode | output fps | peak RSS (MiB) |\n|---|---|---|---|---|---|")
     for spec in clips:
         path, _, frames = spec.partition(":")
-        for mode in ("yuv", "ritual", "rgbs"):
-            fps, rss = run(path, int(frames or 0), mode)
-            print(f"| {Path(path).name} | {frames or 'all'} | {mode} | {fps:.2f} | {rss} |", flush=True)
+        for round_ in range(1, ROUNDS + 1):
+            for mode in ("yuv", "ritual", "rgbs"):
+                fps, rss = run(path, int(frames or 0), mode)
+                print(f"| {Path(path).name} | {frames or 'all'} | {round_} | {mode} | {fps:.2f} | {rss} |", flush=True)
 
 
 if __name__ == "__main__":
