@@ -55,14 +55,15 @@ def bikes() -> vs.VideoNode:
 @pytest.fixture
 def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     """Empty weights places wired in by env vars and monkeypatch: ``env`` (VSFLAVR_WEIGHTS_DIR),
-    ``data`` (the user data dir), ``repo`` (the checkout's weights/), and ``builtin``, a
-    built-in model path with no file; auto-download off."""
+    ``data`` (the user data dir), ``repo`` (the checkout's weights/), and ``builtin`` and ``builtin8``,
+    the built-in 2x and 8x model paths with no file; auto-download off."""
     dirs = {name: tmp_path / name for name in ("env", "data", "repo")}
     monkeypatch.setenv(weights.ENV_WEIGHTS_DIR, str(dirs["env"]))
     monkeypatch.setenv("XDG_DATA_HOME", str(dirs["data"]))
     monkeypatch.setattr(weights, "REPO_WEIGHTS_DIR", dirs["repo"])
-    monkeypatch.setattr(weights, "BUILTIN_MODEL", tmp_path / "models" / "flavr_s_2x.pth")
+    for grid in weights.BUILTIN_MODELS:
+        monkeypatch.setitem(weights.BUILTIN_MODELS, grid, tmp_path / "models" / f"flavr_s_{grid}x.pth")
     monkeypatch.delenv(weights.ENV_AUTO_DOWNLOAD, raising=False)
     dirs["data"] = dirs["data"] / "vsflavr" / "weights"
-    dirs["builtin"] = weights.BUILTIN_MODEL
+    dirs["builtin"], dirs["builtin8"] = weights.BUILTIN_MODELS[2], weights.BUILTIN_MODELS[8]
     return dirs

@@ -38,7 +38,8 @@ def test_info_lists_versions_directories_and_files(
     assert f"  {places['env']}  (VSFLAVR_WEIGHTS_DIR, does not exist)\n" in out
     assert f"  {places['data']}  (user data directory, does not exist)\n" in out
     assert f"  {places['repo']}  (vsflavr checkout)\n    FLAVR_8x.pth  8x  2.6 MiB\n" in out
-    assert f"Built-in model: not installed ({places['builtin']})" in out
+    assert f"  flavr_s_2x.pth  not installed ({places['builtin']})\n" in out
+    assert f"  flavr_s_8x.pth  not installed ({places['builtin8']})\n" in out
     for multi in (2, 4):
         assert (
             f"FLAVR_{multi}x.pth: run `python -m vsflavr download {multi}x`, or put the file in {places['env']}" in out
@@ -73,7 +74,8 @@ def test_info_reads_the_multi_from_the_file_and_shows_the_builtin_model(
     assert status == 1  # a checkpoint found cannot be used
     assert "    FLAVR_2x.pth  8x  " in out
     assert "    FLAVR_4x.pth  unusable: weights file " in out and "is an HTML page" in out
-    assert "Built-in model: flavr_s_2x.pth  2x  " in out
+    assert "Built-in models (used when no official checkpoint serves a multi):\n  flavr_s_2x.pth  2x  " in out
+    assert "  flavr_s_8x.pth  not installed (" in out
 
 
 def test_info_reports_a_broken_cuda_install_instead_of_crashing(

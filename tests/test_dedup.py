@@ -9,6 +9,7 @@ and 2x; the timing of real 2x and 8x grids is the planner's (tests/test_retime.p
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -29,10 +30,15 @@ from vsflavr.frames import frame_to_tensor
 from vsflavr.network import FLAVR
 
 core = vs.core
+TOOL = Path(__file__).resolve().parents[1] / "tools" / "disk_motion.py"
+_spec = importlib.util.spec_from_file_location("disk_motion", TOOL)
+assert _spec is not None and _spec.loader is not None
+disk_motion = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(disk_motion)
+disk_clip, motion_cv = disk_motion.disk_clip, disk_motion.motion_cv
 VSPIPE = Path(sys.executable).parent / "vspipe"
 GRID = 12
 SHOTS = {"twos": (2,) * 12, "threes": (3,) * 8, "mixed": (2, 3) * 5}
-SPEED = 4.0  # px per source frame: 8 px per drawing on twos, 12 on threes
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,56 +72,6 @@ def passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 @pytest.fixture(scope="module")
 def grid12(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("weights") / "linear_12x.pth", GRID - 1, seed=3)
-
-
-def disk_clip(shots: list[tuple[int, ...]], noise: bool = True) -> tuple[vs.VideoNode, list[int]]:
-    """Shots of a red disk on a textured background, drawn on the given holds at SPEED px per frame.
-
-    Held copies get light noise (1/255, rounded to 8 bits) in green and blue; the red channel
-    holds only the disk.  Each shot's first frame has ``_SceneChangePrev``.  Returns the clip
-    and the keys (first frames of the drawings).
-    """
-    height, width, radius = 48, 192, 7
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    texture = [0.5 + 0.3 * np.sin(x / 5 + y / 7), 0.4 + 0.3 * np.cos(x / 3 - y / 4)]
-    rng = np.random.default_rng(1)
-    frames, keys, starts = [], [], []
-    for holds in shots:
-        starts.append(len(frames))
-        t = 0
-        for hold in holds:
-            keys.append(len(frames))
-            disk = np.clip(radius + 0.5 - np.hypot(x - 20 - SPEED * t, y - height / 2), 0, 1)
-            for copy in range(hold):
-                planes = [disk, *texture]
-                if copy:
-                    planes[1:] = [np.round((p + rng.normal(0, 1 / 255, p.shape)) * 255) / 255 for p in texture]
-                frames.append(np.stack(planes).astype(np.float32))
-            t += hold
-    blank = core.std.BlankClip(
-        width=width, height=height, format=vs.RGBS, length=len(frames), fpsnum=24000, fpsden=1001
-    )
-
-    def fill(n: int, f: vs.VideoFrame) -> vs.VideoFrame:
-        out = f.copy()
-        for p in range(3):
-            np.copyto(np.asarray(out[p]), frames[n][p])
-        out.props["_SceneChangePrev"] = int(n in starts[1:])
-        return out
-
-    return blank.std.ModifyFrame(blank, fill), keys
-
-
-def centroid(frame: vs.VideoFrame) -> float:
-    red = np.asarray(frame[0], dtype=np.float64)
-    return float((red * np.arange(red.shape[1])).sum() / red.sum())
-
-
-def motion_cv(out: vs.VideoNode, ratio: int, first: int, last_key: int) -> float:
-    """CV of the disk's per-frame displacement over output frames from source time ``first`` to ``last_key``."""
-    xs = [centroid(out.get_frame(n)) for n in range(first * ratio, last_key * ratio + 1)]
-    steps = np.diff(xs)
-    return float(steps.std() / steps.mean())
 
 
 def run(clip: vs.VideoNode, weights: Path, **kwargs: object) -> vs.VideoNode:

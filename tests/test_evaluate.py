@@ -141,9 +141,9 @@ def blend_8x_builtin(places: dict[str, Path]) -> Path:
     model = FLAVR(7, widths=TINY_WIDTHS, skip="blend")
     torch.nn.init.zeros_(model.outconv[1].weight)
     torch.nn.init.zeros_(model.outconv[1].bias)
-    places["builtin"].parent.mkdir(parents=True)
-    save_checkpoint(places["builtin"], model)
-    return places["builtin"]
+    places["builtin8"].parent.mkdir(parents=True)
+    save_checkpoint(places["builtin8"], model)
+    return places["builtin8"]
 
 
 @pytest.mark.parametrize("multi", [4, 8])
@@ -164,13 +164,18 @@ def test_eval_multi_with_a_builtin_model_on_a_finer_grid(
         assert float(row["psnr_blend"]) != pytest.approx(float(row["psnr_repeat"]), abs=0.01)
 
 
-def test_eval_multi_the_builtin_model_cannot_make(capsys: pytest.CaptureFixture[str]) -> None:
-    """The shipped 2x built-in model cannot rebuild 3 frames of 4: one line that says which checkpoint would."""
+def test_eval_multi_the_builtin_model_cannot_make(
+    places: dict[str, Path], tiny_2x: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With only a 2x built-in model installed, 3 frames of 4 cannot be rebuilt: one line that says what would."""
+    places["builtin"].parent.mkdir(parents=True)
+    places["builtin"].write_bytes(tiny_2x.read_bytes())
     assert main(["eval", str(BIKES), "--multi", "4", "--frames", "9", "--weights", "builtin", "-q"]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("flavr: the clip does not say")]
     err = "\n".join(lines)  # the log line naming the guessed colour props may come first; the error is one line
     assert len(lines) == 1 and err.startswith("vsflavr eval: ")
-    assert "multi=4 cannot be made by the loaded 2x checkpoint" in err and "multiple of 4" in err
+    assert "no built-in model makes multi=4 (installed: flavr_s_2x.pth (2x))" in err and "download 4x" in err
+
 
 
 def test_a_peer_is_scored_by_the_same_protocol() -> None:

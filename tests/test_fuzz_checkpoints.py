@@ -202,7 +202,7 @@ def all_cases(base: dict[str, bytes]) -> list[Case]:
 def base_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     """The well-formed files damaged: built-in and official layout, each also in the legacy format."""
     official = make_checkpoint(tmp_path_factory.mktemp("fuzz") / "FLAVR_8x.pth", 7, seed=SEED)
-    files = {"builtin": weights.BUILTIN_MODEL.read_bytes(), "official": official.read_bytes()}
+    files = {"builtin": weights.BUILTIN_MODELS[2].read_bytes(), "official": official.read_bytes()}
     for name in list(files):
         files[f"{name}-legacy"] = _saved(torch.load(io.BytesIO(files[name]), weights_only=True), legacy=True)
     return files

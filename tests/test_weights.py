@@ -171,11 +171,9 @@ def test_failed_auto_download_says_why(places: dict[str, Path], monkeypatch: pyt
 
 
 @pytest.fixture
-def builtin(places: dict[str, Path], checkpoints: dict[int, bytes], monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A stand-in for the shipped built-in model (a tiny 2x checkpoint)."""
-    path = put(places["repo"].parent / "package", checkpoints[2], "flavr_s_2x.pth")
-    monkeypatch.setattr(w, "BUILTIN_MODEL", path)
-    return path
+def builtin(places: dict[str, Path], checkpoints: dict[int, bytes]) -> Path:
+    """A stand-in for the shipped 2x built-in model (a tiny 2x checkpoint), with no 8x one installed."""
+    return put(places["builtin"].parent, checkpoints[2], "flavr_s_2x.pth")
 
 
 def test_builtin_model_is_the_last_resort_for_2x(
@@ -194,25 +192,43 @@ def test_official_only_and_multis_the_builtin_cannot_make(builtin: Path) -> None
         w.resolve_checkpoint("official", 2)
     with pytest.raises(w.WeightsNotFound, match="python -m vsflavr download 4x"):
         w.resolve_checkpoint(None, 4)
+    with pytest.raises(w.WeightsNotFound, match=r"no built-in model makes multi=4 \(installed: flavr_s_2x.pth \(2x\)\)"):
+        w.resolve_checkpoint("builtin", 4)
     assert w.resolve_checkpoint("builtin", 2).path == builtin
 
 
+def test_no_builtin_model_installed(places: dict[str, Path]) -> None:
+    with pytest.raises(w.WeightsNotFound, match="built-in models are not installed in .*reinstall vsflavr"):
+        w.resolve_checkpoint("builtin", 2)
+    with pytest.raises(w.WeightsNotFound, match="python -m vsflavr download 2x"):
+        w.resolve_checkpoint(None, 2)
+
+
 def test_a_builtin_model_on_a_finer_grid_serves_every_multi_it_divides(
-    places: dict[str, Path],
-    checkpoints: dict[int, bytes],
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    places: dict[str, Path], checkpoints: dict[int, bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = put(places["repo"].parent / "package", checkpoints[8], "flavr_s_8x.pth")
-    monkeypatch.setattr(w, "BUILTIN_MODEL", path)
+    put(places["builtin8"].parent, checkpoints[8], "flavr_s_8x.pth")
     for multi in (2, 4, 8, None):
         assert w.resolve_checkpoint(None, multi).architecture.multi == 8
+        assert w.resolve_checkpoint("builtin", multi).path == places["builtin8"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="vsflavr"):
         w.resolve_checkpoint(None, 4)
     assert "built-in model flavr_s_8x.pth" in caplog.text and "python -m vsflavr download 4x" in caplog.text
     official = put(places["data"], checkpoints[4], "FLAVR_4x.pth")
     assert w.resolve_checkpoint(None, 4).path == official  # official weights still win once present
+
+
+def test_with_both_builtin_models_2x_gets_its_own_and_the_rest_the_8x(
+    places: dict[str, Path], checkpoints: dict[int, bytes], builtin: Path
+) -> None:
+    eight = put(places["builtin8"].parent, checkpoints[8], "flavr_s_8x.pth")
+    expected = {2: builtin, 4: eight, 8: eight, None: eight}  # None: fractional rates and dedup, the finest grid
+    for multi, path in expected.items():
+        assert w.builtin_model(multi) == path
+        assert w.resolve_checkpoint(None, multi).path == path
+        assert w.resolve_checkpoint("builtin", multi).path == path
+    assert w.builtin_model(3) is None
 
 
 def test_fractional_rates_prefer_the_finest_grid(places: dict[str, Path], checkpoints: dict[int, bytes]) -> None:

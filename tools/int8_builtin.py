@@ -38,7 +38,7 @@ from platformdirs import user_cache_dir
 
 from vsflavr.backends.openvino import _converted
 from vsflavr.checkpoint import load_checkpoint
-from vsflavr.weights import BUILTIN_MODEL
+from vsflavr.weights import BUILTIN_MODELS
 
 FRAMES = Path(user_cache_dir("vsflavr-train")) / "frames"
 CALIB_CLIPS = ("cockatoo", "cityCC0", "shepard_calais_1906")
@@ -227,7 +227,7 @@ def install(path: Path) -> None:
     from vsflavr.backends.tensorrt import weights_checksum
 
     network = ov.Core().read_model(path)
-    network.set_rt_info(weights_checksum(load_checkpoint(BUILTIN_MODEL).model), ["vsflavr", "weights_sha256"])
+    network.set_rt_info(weights_checksum(load_checkpoint(BUILTIN_MODELS[2]).model), ["vsflavr", "weights_sha256"])
     network.set_rt_info(f"tools/int8_builtin.py --recipes {path.stem}", ["vsflavr", "made_by"])
     ov.save_model(network, INT8_MODEL, compress_to_fp16=False)
     print(f"wrote {INT8_MODEL} and {INT8_MODEL.with_suffix('.bin')}")
@@ -256,7 +256,7 @@ def main() -> None:
         return
     import nncf
 
-    model = load_checkpoint(BUILTIN_MODEL).model.eval()
+    model = load_checkpoint(BUILTIN_MODELS[2]).model.eval()
     fp32 = _converted(ov, model, Path(user_cache_dir("vsflavr")) / "openvino")
     calib = windows(CALIB_CLIPS, (1, 2), args.calib_every)
     valid = windows(VALID_CLIPS, (2,), args.valid_every)

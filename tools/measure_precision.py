@@ -24,7 +24,7 @@ from vsflavr.backends import CPUBackend, cpu_supports_bf16
 from vsflavr.checkpoint import load_checkpoint
 from vsflavr.evaluate import open_rgbs
 from vsflavr.frames import pad_to_multiple
-from vsflavr.weights import BUILTIN_MODEL
+from vsflavr.weights import BUILTIN_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def main() -> None:
             path = parity.write_official_checkpoint(meta, Path(tmp) / f"{name}.pth")
             inputs = torch.from_numpy(arrays["inputs"]).transpose(0, 1).contiguous()  # (B, 4, 3, H, W)
             networks[f"official {name} (parity weights)"] = (path, inputs)
-        networks["built-in flavr_s_2x"] = (BUILTIN_MODEL, None)
+        networks["built-in flavr_s_2x"] = (BUILTIN_MODELS[2], None)
         for label, (path, inputs) in networks.items():
             model = load_checkpoint(path).model
             fp32 = CPUBackend(precision="fp32").load(model)

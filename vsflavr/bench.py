@@ -37,7 +37,7 @@ from .checkpoint import load_checkpoint
 from .errors import first_line, one_line
 from .flops import pass_flop
 from .network import FLAVR
-from .weights import BUILTIN_MODEL
+from .weights import builtin_model
 
 __all__ = ["Row", "default_specs", "parse_size", "run_bench", "sample_frames"]
 
@@ -211,7 +211,9 @@ def _official(model: FLAVR, frames: Tensor, device: torch.device) -> Callable[[]
 
 def _network(multi: int, weights: Path | None) -> FLAVR:
     if weights == Path("builtin"):
-        weights = BUILTIN_MODEL
+        weights = builtin_model(multi)
+        if weights is None:
+            raise ValueError(f"--multi {multi} cannot be made by any built-in model")
     if weights is not None:
         model = load_checkpoint(weights).model
         if model.n_outputs + 1 < multi or (model.n_outputs + 1) % multi:

@@ -102,8 +102,9 @@ def weights_report() -> list[str]:
             if path.is_file():
                 lines.append(f"    {_describe_file(path)}")
                 found.add(multi)
-    builtin = weights.BUILTIN_MODEL
-    lines.append(f"Built-in model: {_describe_file(builtin) if builtin.is_file() else 'not installed'} ({builtin})")
+    lines.append("Built-in models (used when no official checkpoint serves a multi):")
+    for builtin in weights.BUILTIN_MODELS.values():
+        lines.append(f"  {_describe_file(builtin) if builtin.is_file() else f'{builtin.name}  not installed'} ({builtin})")
     missing = [m for m in MULTIS if m not in found]
     if missing:
         lines.append("Missing official checkpoints:")

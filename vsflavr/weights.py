@@ -29,6 +29,7 @@ __all__ = [
     "ENV_WEIGHTS_DIR",
     "FoundWeights",
     "WeightsNotFound",
+    "builtin_model",
     "default_download_dir",
     "find_weights",
     "resolve_checkpoint",
@@ -41,9 +42,12 @@ logger = logging.getLogger("vsflavr")
 ENV_WEIGHTS_DIR = "VSFLAVR_WEIGHTS_DIR"
 ENV_AUTO_DOWNLOAD = "VSFLAVR_AUTO_DOWNLOAD"
 REPO_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-BUILTIN_MODEL = Path(__file__).resolve().parent / "models" / "flavr_s_2x.pth"
-"""vsflavr's own small 2x model, shipped in the package (see vsflavr/models/MODEL_CARD.md); it is the
-last resort for every multi its grid serves."""
+BUILTIN_MODELS = {
+    2: Path(__file__).resolve().parent / "models" / "flavr_s_2x.pth",
+    8: Path(__file__).resolve().parent / "models" / "flavr_s_8x.pth",
+}
+"""vsflavr's own small models by grid, shipped in the package (see vsflavr/models/MODEL_CARD.md): the last
+resort when no official checkpoint serves a multi.  :func:`builtin_model` picks one."""
 
 
 class WeightsNotFound(Exception):
@@ -67,6 +71,19 @@ class FoundWeights:
     def outputs(self) -> tuple[int, ...]:
         """Indices of the network outputs that give the requested frames, in time order."""
         return tuple(range(self.stride - 1, self.multi - 1, self.stride))
+
+
+def builtin_model(multi: int | None) -> Path | None:
+    """The built-in model for ``multi``, or ``None`` where no installed one serves it.
+
+    An integer multi gets the coarsest grid it divides: flavr_s_2x for multi=2, the grid it was trained
+    for, where it is better than the 8x model's middle phase; flavr_s_8x for 4 and 8.  ``None`` (a
+    fractional rate change, or dedup) gets the finest grid, the smallest timing error.
+    """
+    grids = sorted(grid for grid, path in BUILTIN_MODELS.items() if path.is_file())
+    if multi is None:
+        return BUILTIN_MODELS[grids[-1]] if grids else None
+    return next((BUILTIN_MODELS[grid] for grid in grids if grid % multi == 0), None)
 
 
 def search_dirs() -> list[tuple[Path, str]]:
@@ -183,14 +200,14 @@ def resolve_checkpoint(
     Args:
         weights: a checkpoint file (used as it is, whatever its multi); a directory to search
             instead of the usual places; ``"official"`` for official checkpoints only;
-            ``"builtin"`` for the built-in model; ``None`` for official checkpoints found by
-            :func:`find_weights`, else the built-in model when its grid serves ``multi``.
+            ``"builtin"`` for the built-in model :func:`builtin_model` picks for ``multi``; ``None`` for
+            official checkpoints found by :func:`find_weights`, else that built-in model.
         multi: the integer rate factor asked for, or ``None`` for a fractional rate change,
             which prefers the finest grid found (8x, then 4x, then 2x).
         auto_download: as for :func:`find_weights`.
     """
     if weights == "builtin":
-        return load_checkpoint(BUILTIN_MODEL)
+        return _builtin(multi)
     official_only = weights == "official"
     if official_only:
         weights = None
@@ -211,15 +228,27 @@ def resolve_checkpoint(
                 pass
         return find_weights(2, weights, auto_download=auto_download).checkpoint
     except WeightsNotFound:
-        if official_only or weights is not None or not BUILTIN_MODEL.is_file():
-            raise
-        builtin = load_checkpoint(BUILTIN_MODEL)
-        if multi is not None and builtin.architecture.multi % multi:
-            raise  # the built-in model's grid cannot make this multi: ask for the official checkpoint
+        if official_only or weights is not None or builtin_model(multi) is None:
+            raise  # no built-in model's grid makes this multi: ask for the official checkpoint
+    builtin = _builtin(multi)
     logger.warning(
         "no official FLAVR checkpoint found; using vsflavr's built-in model %s. For the official model's "
         "quality run: python -m vsflavr download %sx",
-        BUILTIN_MODEL.name,
+        builtin.path.name,
         multi or builtin.architecture.multi,
     )
     return builtin
+
+
+def _builtin(multi: int | None) -> Checkpoint:
+    """The built-in checkpoint :func:`builtin_model` picks, loaded; WeightsNotFound when none serves ``multi``."""
+    path = builtin_model(multi)
+    if path is None:
+        installed = [f"{path.name} ({grid}x)" for grid, path in BUILTIN_MODELS.items() if path.is_file()]
+        raise WeightsNotFound(
+            f"no built-in model makes multi={multi} (installed: {', '.join(installed) or 'none'}); "
+            f"use an official checkpoint: python -m vsflavr download {multi}x"
+            if installed
+            else f"the built-in models are not installed in {BUILTIN_MODELS[2].parent}; reinstall vsflavr"
+        )
+    return load_checkpoint(path)

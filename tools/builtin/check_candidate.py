@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from vsflavr import flavr
 from vsflavr.checkpoint import load_checkpoint
 from vsflavr.evaluate import evaluate, open_rgbs, psnr
-from vsflavr.weights import BUILTIN_MODEL
+from vsflavr.weights import BUILTIN_MODELS
 
 CLIP = ROOT / "tests" / "data" / "bikes_160x68.mp4"
 CROP = ROOT / "tests" / "data" / "builtin_crop.npz"
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     gain = psnr(target, middle.numpy()) - psnr(target, blend)
     check(gain >= 0.5, f"test crop: {gain:+.2f} dB over blend at t = 1/2")
 
-    shipped = load_checkpoint(BUILTIN_MODEL)
+    shipped = load_checkpoint(BUILTIN_MODELS[2])
     seconds = forward_seconds({"shipped": shipped.model, "candidate": checkpoint.model})
     ratio = seconds["candidate"] / seconds["shipped"]
     check(
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                 if index < len(args.shipped_2x):
                     reference = args.shipped_2x[index]
                 else:
-                    reference = evaluate(rgb, 2, weights=BUILTIN_MODEL).mean("psnr", "flavr")
+                    reference = evaluate(rgb, 2, weights=BUILTIN_MODELS[2]).mean("psnr", "flavr")
                 check(model >= reference - 0.005, f"{line}; shipped 2x model {reference:.2f} dB")
             else:
                 check(model > blend_db, line)
