@@ -19,6 +19,7 @@ from vsflavr.formats import FULL, LIMITED, Coding, coding_of, from_network, gues
 from vsflavr.heldframes import HeldFrames
 from vsflavr.scenes import mark_scene_changes
 from vsflavr.schedule import Schedule
+from vsflavr.weights import resolve_checkpoint
 
 core = vs.core
 SET_BY_VSFLAVR = {"_DurationNum", "_DurationDen", "_SceneChangeNext", "_SceneChangePrev"}
@@ -52,7 +53,8 @@ def test_source_frames_come_out_bit_exact_with_their_props(fmt: int, mode: str) 
     out = vsflavr.flavr(src, weights="builtin", device="cpu", **kwargs)
     assert (out.format.id, out.width, out.height) == (src.format.id, src.width, src.height)
     ratio = Fraction(out.fps) / Fraction(src.fps)
-    schedule = Schedule(src.num_frames, ratio, 2)
+    grid = resolve_checkpoint("builtin", 2 if mode == "multi2" else None).architecture.multi  # 2x, else 8x
+    schedule = Schedule(src.num_frames, ratio, grid)
     made = 0
     for n, f in enumerate(out.frames()):
         # The source frame shown, or the one before the interpolated frame (bikes holds no drawing: dedup's

@@ -24,7 +24,7 @@ from vsflavr.backends import OpenVINOBackend, select_backend
 from vsflavr.backends.openvino import INT8_CHOICE, INT8_MODEL
 from vsflavr.backends.tensorrt import weights_checksum
 from vsflavr.checkpoint import load_checkpoint
-from vsflavr.weights import BUILTIN_MODEL
+from vsflavr.weights import BUILTIN_MODELS
 
 ov = pytest.importorskip("openvino")
 
@@ -57,7 +57,7 @@ def test_int8_in_vapoursynth_stays_close_to_fp32() -> None:
 def test_the_shipped_int8_network_is_marked_with_the_builtin_weights() -> None:
     network = ov.Core().read_model(INT8_MODEL)
     assert network.get_rt_info(["vsflavr", "weights_sha256"]).astype(str) == weights_checksum(
-        load_checkpoint(BUILTIN_MODEL).model
+        load_checkpoint(BUILTIN_MODELS[2]).model
     )
     assert "FakeQuantize" in {op.get_type_name() for op in network.get_ops()}
     assert INT8_MODEL.with_suffix(".bin").stat().st_size < 4 * 2**20
@@ -68,7 +68,7 @@ def test_auto_precision_takes_int8_for_the_builtin_model_only_without_native_bf1
 ) -> None:
     monkeypatch.setattr(backends, "cpu_supports_bf16", lambda: False)
     settings = select_backend("auto", torch.device("cpu"), "auto")
-    builtin = load_checkpoint(BUILTIN_MODEL).model
+    builtin = load_checkpoint(BUILTIN_MODELS[2]).model
     assert settings.describe(builtin) == f"OpenVINO int8: {INT8_CHOICE}"
     assert not settings.describe(load_checkpoint(tiny_2x).model).startswith("OpenVINO int8")
     x = bikes_window()
@@ -85,10 +85,12 @@ def test_auto_precision_takes_int8_for_the_builtin_model_only_without_native_bf1
 
 def test_int8_is_refused_for_other_weights(tiny_2x: Path) -> None:
     assert select_backend("auto", torch.device("cpu"), "int8") == OpenVINOBackend(precision="int8")
-    message = r"^precision='int8' exists for the built-in model only \(weights='builtin'\); use 'fp32' or 'bf16'"
+    message = r"^precision='int8' exists for the built-in 2x model only \(flavr_s_2x: weights='builtin' with multi=2\); use"
     with pytest.raises(ValueError, match=message):
         OpenVINOBackend(precision="int8").load(load_checkpoint(tiny_2x).model)
-    with pytest.raises(vs.Error, match=r"^flavr: precision='int8' exists for the built-in model only"):
+    with pytest.raises(vs.Error, match=r"^flavr: precision='int8' exists for the built-in 2x model only"):
         vsflavr.flavr(open_bikes(8), weights=tiny_2x, device="cpu", precision="int8").get_frame(1)
+    with pytest.raises(vs.Error, match=r"^flavr: precision='int8' exists for the built-in 2x model only"):
+        vsflavr.flavr(open_bikes(8), multi=4, weights="builtin", device="cpu", precision="int8").get_frame(1)
     with pytest.raises(vs.Error, match=r"^flavr: precision='int8' runs on the CPU through OpenVINO"):
         vsflavr.flavr(open_bikes(8), weights="builtin", device="cpu", precision="int8", backend="torch")

@@ -74,13 +74,14 @@ def flavr(
             the source's own timestamps (the sum of the durations before each frame).
         weights: a checkpoint file (official ``FLAVR_2x/4x/8x.pth`` or vsflavr's own), a directory
             to search, ``"official"`` (official checkpoints only) or ``"builtin"``.  ``None``: the
-            official checkpoints found in the usual places (see weights/README.md), else the
-            built-in model.
+            official checkpoints found in the usual places (see weights/README.md), else a
+            built-in model: flavr_s_2x for ``multi=2``, flavr_s_8x (8x grid) for multi 4 and 8,
+            fractional rates and ``dedup``.
         device: CUDA GPU index (0, 1, ...), ``"cuda:N"`` or ``"cpu"``.  ``None``: the first GPU
             if there is one, otherwise the CPU (slow).
         precision: ``"auto"`` (fp16 on a GPU; on the CPU bf16 where the CPU has native bf16,
-            avx512_bf16 or AMX, else fp32, or int8 for the built-in model), ``"fp32"``, ``"fp16"``
-            (GPU), ``"bf16"`` or ``"int8"`` (CPU through OpenVINO, the built-in model only: its
+            avx512_bf16 or AMX, else fp32, or int8 for the built-in 2x model), ``"fp32"``, ``"fp16"``
+            (GPU), ``"bf16"`` or ``"int8"`` (CPU through OpenVINO, the built-in 2x model only: its
             shipped int8 network, 0.02 dB below fp32 on the test footage).
             On CPUs with avx512_bf16 or AMX, ``"bf16"`` is about twice as fast as fp32.
         backend: how the network runs.  ``"auto"``: on a GPU PyTorch; on the CPU OpenVINO or PyTorch,

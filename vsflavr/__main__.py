@@ -235,7 +235,11 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "Gaps that span a scene cut of the original clip are left out of the means.",
     )
     p.add_argument("clip", help="a video file BestSource can open")
-    p.add_argument("--weights", help="a checkpoint file or directory, 'official' or 'builtin' (default: the search)")
+    p.add_argument(
+        "--weights",
+        help="a checkpoint file or directory, 'official' or 'builtin' (the built-in model for --multi; "
+        "default: the search)",
+    )
     p.add_argument("--multi", type=int, default=2, help="keep one frame in K and rebuild the rest (default 2)")
     p.add_argument("--frames", type=int, help="use only the first N frames of the clip")
     p.add_argument(
@@ -252,7 +256,7 @@ def add_eval(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16", "int8"],
         help="as flavr()'s precision (default auto: fp16 on a GPU, bf16 on CPUs with native bf16, else fp32; "
-        "int8: the built-in model on the CPU)",
+        "int8: the built-in 2x model on the CPU)",
     )
     p.add_argument(
         "--sc-threshold",
@@ -310,7 +314,8 @@ def add_bench(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument(
         "--weights",
         type=Path,
-        help="a checkpoint, or 'builtin' for the built-in model, instead of random official-size weights",
+        help="a checkpoint, or 'builtin' for the built-in model that makes --multi, instead of random "
+        "official-size weights",
     )
     p.add_argument("--repeats", type=int, default=2, help="timed passes per backend after the first (default: 2)")
     p.add_argument("--device", help="'cpu', a GPU index or 'cuda:N' (default: the first GPU, else the CPU)")

@@ -78,8 +78,8 @@ def select_backend(
     CPU only), ``"compile"`` (the same through ``torch.compile``: slow first
     frame, faster after) or ``"trt"`` (TensorRT engines, GPU only).  ``precision``:
     ``"auto"`` (fp16 on a GPU; on the CPU bf16 where it has native bf16, avx512_bf16 or AMX,
-    else fp32, or int8 for the built-in model where OpenVINO runs), ``"fp32"``, ``"fp16"`` (GPU
-    only), ``"bf16"`` or ``"int8"`` (CPU through OpenVINO, the built-in model only; 0.02 dB below
+    else fp32, or int8 for the built-in 2x model where OpenVINO runs), ``"fp32"``, ``"fp16"`` (GPU
+    only), ``"bf16"`` or ``"int8"`` (CPU through OpenVINO, the built-in 2x model only; 0.02 dB below
     fp32 on the shared footage).
     """
     if backend not in BACKENDS:
@@ -96,7 +96,7 @@ def select_backend(
         if precision == "fp16":
             raise ValueError("precision='fp16' is for GPUs; on the CPU use 'fp32' or 'bf16'")
         cpu_precision = ("bf16" if cpu_supports_bf16() else "fp32") if precision == "auto" else precision
-        # Without native bf16, "auto" runs the built-in model's int8 network (where OpenVINO runs).
+        # Without native bf16, "auto" runs the built-in 2x model's int8 network (where OpenVINO runs).
         prefer_int8 = precision == "auto" and cpu_precision == "fp32"
         ov_settings = {"tile_size": tile_size, "tile_overlap": tile_overlap, "prefer_int8": prefer_int8}
         if backend == "openvino" or cpu_precision == "int8":  # only OpenVINO runs int8

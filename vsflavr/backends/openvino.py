@@ -203,7 +203,8 @@ def _int8(ov: Any, model: FLAVR) -> Any:
     if network is not None:
         return network
     raise ValueError(
-        "precision='int8' exists for the built-in model only (weights='builtin'); use 'fp32' or 'bf16' for these weights"
+        "precision='int8' exists for the built-in 2x model only (flavr_s_2x: weights='builtin' with multi=2); "
+        "use 'fp32' or 'bf16' for these weights"
     )
 
 
