@@ -8,7 +8,6 @@ Wrong or unloaded weights fail the PSNR assertion.
 
 from __future__ import annotations
 
-import importlib.util
 from fractions import Fraction
 from pathlib import Path
 
@@ -16,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 import vapoursynth as vs
+from test_dedup import disk_motion
+from test_formats import planes_equal
 
 import vsflavr
 from vsflavr import evaluate
 from vsflavr.checkpoint import Checkpoint, load_checkpoint
 from vsflavr.weights import BUILTIN_MODELS
 
-ROOT = Path(__file__).resolve().parents[1]
 CROP = Path(__file__).with_name("data") / "builtin_crop.npz"
 SMALL_BIKES = CROP.with_name("bikes_160x68.mp4")
 
@@ -128,9 +128,7 @@ def test_builtin_models_serve_every_multi_and_film_to_59_94(rate: int | Fraction
         phase = frame.props["FLAVRPhase"]
         if not frame.props["FLAVRInterpolated"]:
             assert time == int(time) or int(time) == source.num_frames - 1  # after the last frame: that frame
-            source_frame = source.get_frame(int(time))
-            for plane in range(3):
-                assert np.array_equal(np.asarray(frame[plane]), np.asarray(source_frame[plane])), n
+            assert planes_equal(frame, source.get_frame(int(time))), n
             continue
         assert (phase * grid) == round(phase * grid), (n, phase)
         assert abs(phase - (time - int(time))) <= 1 / 16 + 1e-9, (n, phase, time)
@@ -141,10 +139,6 @@ def test_builtin_models_serve_every_multi_and_film_to_59_94(rate: int | Fraction
 def test_dedup_at_24_to_60_moves_evenly_with_the_8x_model() -> None:
     """A disk drawn on twos, 23.976 -> 59.94 with dedup (tools/disk_motion.py): weights="builtin" takes the 8x
     model, whose grid places the in-betweens evenly; the 2x model can only make the middle, which stutters."""
-    spec = importlib.util.spec_from_file_location("disk_motion", ROOT / "tools" / "disk_motion.py")
-    assert spec is not None and spec.loader is not None
-    disk_motion = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(disk_motion)
     holds = disk_motion.CADENCES["twos"]
     clip, _ = disk_motion.disk_clip([holds])
     ratio = Fraction(5, 2)

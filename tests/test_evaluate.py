@@ -177,7 +177,6 @@ def test_eval_multi_the_builtin_model_cannot_make(
     assert "no built-in model makes multi=4 (installed: flavr_s_2x.pth (2x))" in err and "download 4x" in err
 
 
-
 def test_a_peer_is_scored_by_the_same_protocol() -> None:
     """``rebuild=`` scores another interpolator; one that repeats the kept frame scores exactly as ``repeat``."""
     def repeat(kept: vs.VideoNode, multi: int) -> vs.VideoNode:

@@ -228,9 +228,10 @@ def resolve_checkpoint(
                 pass
         return find_weights(2, weights, auto_download=auto_download).checkpoint
     except WeightsNotFound:
-        if official_only or weights is not None or builtin_model(multi) is None:
+        path = None if official_only or weights is not None else builtin_model(multi)
+        if path is None:
             raise  # no built-in model's grid makes this multi: ask for the official checkpoint
-    builtin = _builtin(multi)
+    builtin = load_checkpoint(path)
     logger.warning(
         "no official FLAVR checkpoint found; using vsflavr's built-in model %s. For the official model's "
         "quality run: python -m vsflavr download %sx",
@@ -244,9 +245,9 @@ def _builtin(multi: int | None) -> Checkpoint:
     """The built-in checkpoint :func:`builtin_model` picks, loaded; WeightsNotFound when none serves ``multi``."""
     path = builtin_model(multi)
     if path is None:
-        installed = [f"{path.name} ({grid}x)" for grid, path in BUILTIN_MODELS.items() if path.is_file()]
+        installed = [f"{file.name} ({grid}x)" for grid, file in BUILTIN_MODELS.items() if file.is_file()]
         raise WeightsNotFound(
-            f"no built-in model makes multi={multi} (installed: {', '.join(installed) or 'none'}); "
+            f"no built-in model makes multi={multi} (installed: {', '.join(installed)}); "
             f"use an official checkpoint: python -m vsflavr download {multi}x"
             if installed
             else f"the built-in models are not installed in {BUILTIN_MODELS[2].parent}; reinstall vsflavr"
